@@ -1,0 +1,371 @@
+"""The DVRL environment: select part of a training batch, get the validation reward."""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from dvrl_env.datasets import ValuationDataset, load_dataset
+from dvrl_env.marginal import marginal_information as compute_marginal_information
+from dvrl_env.predictors import (
+    METRICS,
+    build_predictor,
+    fit_weighted,
+    one_hot,
+    resolve_device,
+    resolve_predictor,
+    restore,
+    score,
+    snapshot,
+)
+
+RESET_MODES = ("step", "episode", "never")
+BASELINES = ("fixed", "moving_average")
+_DATA_OPTIONS = ("n_train", "n_valid", "n_test", "noise_rate", "root", "download", "encoder")
+
+
+class DataValuationEnv(gym.Env):
+    """Data valuation with reinforcement learning (DVRL, Yoon, Arik and Pfister 2020).
+
+    ## Description
+    Each step shows a batch of B training points. The agent (a data value estimator)
+    selects some of them; a predictor is trained on the selected points and the reward
+    is its validation performance minus a baseline. An agent that learns to select the
+    points that help gives, through its selection probabilities, a value per point.
+
+    ## Observation
+    ``Dict`` of float32 arrays for the B points of the batch:
+    ``x`` ``Box(B, d)`` the features (bounds: per-feature min and max over the training
+    set), ``y`` ``Box(B, C)`` the one-hot label as given (possibly noisy), and
+    ``marginal`` ``Box(B, C)`` the marginal information ``|onehot(y) - p_val(x)|`` of
+    a logistic model trained on the validation set (zeros when
+    ``marginal_information=False``). The noise mask never enters an observation.
+
+    ## Action
+    ``MultiBinary(B)``: 1 selects the point. An all-zero selection is allowed: the
+    predictor is then not trained, and the reward is the score of its current weights
+    minus the baseline (in ``reset_mode="step"`` the untrained initial predictor).
+
+    ## Reward
+    ``metric(predictor, validation set) - baseline``, a Python float. The predictor is
+    trained as in the official code: ``predictor_epochs`` passes over the whole batch
+    in shuffled mini-batches of ``predictor_batch_size``, Adam, cross-entropy weighted
+    by the selection (a mini-batch's loss is ``sum(s_i l_i) / len(mini-batch)``).
+
+    ## Episode end
+    ``reset_mode="step"`` (official, a contextual bandit): the predictor is restored to
+    the same initial weights before every step, and every step ends the episode
+    (``terminated=True``). ``"episode"``: restored at ``reset()``, kept and trained
+    further through ``episode_length`` steps, then ``terminated=True``. ``"never"``:
+    kept across episodes (restored only by ``reset(seed=...)``); episodes are cut after
+    ``episode_length`` steps with ``truncated=True``.
+
+    ## Info
+    ``metric``, ``baseline``, ``n_selected``, ``indices`` (the training-set rows of the
+    batch in the returned observation, so actions can be mapped to points) and, after a
+    step, ``acted_indices`` (the rows of the batch the action selected from).
+
+    ## Arguments
+    * ``dataset``: a name (``"digits"``, ``"adult"``, ``"cifar10"``, ``"fashion_mnist"``)
+      or a :class:`~dvrl_env.ValuationDataset` (e.g. from :func:`~dvrl_env.from_arrays`).
+    * ``n_train``, ``n_valid``, ``n_test``, ``noise_rate``, ``root``, ``download``,
+      ``encoder``: passed to :func:`~dvrl_env.load_dataset` for a named dataset.
+    * ``data_seed``: the split and label-noise seed of a named dataset (default 0).
+    * ``batch_size``: B, default ``min(2000, n_train)`` as in the official code.
+    * ``predictor``: ``"mlp"`` (default), ``"logistic"``, or a callable returning a
+      fresh ``torch.nn.Module`` mapping ``(n, d)`` features to ``(n, C)`` logits.
+    * ``predictor_epochs`` (100), ``predictor_batch_size`` (256), ``predictor_lr``
+      (1e-3, Keras' Adam default).
+    * ``metric``: ``"accuracy"`` (default), ``"auc"`` (two classes), ``"neg_log_loss"``.
+    * ``baseline``: ``"fixed"`` (official: the score of the predictor trained on the
+      whole training set from the initial weights, computed at seeding),
+      ``"moving_average"`` (the paper's pseudo-code: mean metric of the previous
+      ``baseline_window`` steps; the first step's baseline is its own metric), or a number.
+    * ``baseline_window``: window of the moving average (default 20).
+    * ``marginal_information``: include ``m`` in observations (default True).
+    * ``reset_mode``: ``"step"`` (default), ``"episode"`` or ``"never"``, see above.
+    * ``episode_length``: steps per episode for ``"episode"`` and ``"never"`` (default 10).
+    * ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
+
+    ## Seeding
+    ``reset(seed=s)`` seeds the env's ``np_random`` and, from it, an env-local
+    ``torch.Generator``; batches, mini-batch orders and the predictor's initial weights
+    all come from there, never from the global RNG.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(
+        self,
+        dataset: str | ValuationDataset | None = None,
+        *,
+        n_train: int | None = None,
+        n_valid: int | None = None,
+        n_test: int | None = None,
+        noise_rate: float | None = None,
+        data_seed: int = 0,
+        root: str | None = None,
+        download: bool | None = None,
+        encoder: Any = None,
+        batch_size: int | None = None,
+        predictor: Any = "mlp",
+        predictor_epochs: int = 100,
+        predictor_batch_size: int = 256,
+        predictor_lr: float = 1e-3,
+        metric: str = "accuracy",
+        baseline: str | float = "fixed",
+        baseline_window: int = 20,
+        marginal_information: bool = True,
+        reset_mode: str = "step",
+        episode_length: int | None = None,
+        device: str = "auto",
+        **unknown: Any,
+    ):
+        if unknown:
+            raise TypeError(
+                f"Unknown option(s) {sorted(unknown)} for DataValuationEnv; valid options: "
+                f"{sorted(self.option_names())}."
+            )
+        data_options = {
+            "n_train": n_train, "n_valid": n_valid, "n_test": n_test, "noise_rate": noise_rate,
+            "root": root, "download": download, "encoder": encoder,
+        }
+        self.dataset = self._resolve_dataset(dataset, data_options, data_seed)
+        self._check_options(
+            metric, baseline, baseline_window, reset_mode, predictor_epochs,
+            predictor_batch_size, predictor_lr,
+        )
+        n, d, c = self.dataset.n_train, self.dataset.num_features, self.dataset.num_classes
+        self.batch_size = int(min(2000, n) if batch_size is None else batch_size)
+        if not 1 <= self.batch_size <= n:
+            raise ValueError(f"batch_size must lie in 1..n_train={n}, got {batch_size}.")
+        if reset_mode == "step":
+            if episode_length not in (None, 1):
+                raise ValueError("reset_mode='step' makes every step an episode; "
+                                 "episode_length must be 1 (or use reset_mode='episode').")
+            episode_length = 1
+        self.episode_length = 10 if episode_length is None else int(episode_length)
+        if self.episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {episode_length}.")
+        self.reset_mode = reset_mode
+        self.metric = metric
+        self.baseline = baseline
+        self.baseline_window = int(baseline_window)
+        self.marginal_information = bool(marginal_information)
+        self.predictor_epochs = int(predictor_epochs)
+        self.predictor_batch_size = int(predictor_batch_size)
+        self.predictor_lr = float(predictor_lr)
+        self.device = resolve_device(device)
+        self._predictor_factory = resolve_predictor(predictor)
+
+        marginal = (compute_marginal_information(self.dataset) if self.marginal_information
+                    else np.zeros((n, c), dtype=np.float32))
+        self._obs_arrays = {  # host copies, for all_observations()
+            "x": self.dataset.x_train,
+            "y": one_hot(self.dataset.y_train, c),
+            "marginal": marginal,
+        }
+        to = {"device": self.device}
+        self._obs_tensors = {k: torch.as_tensor(v, **to) for k, v in self._obs_arrays.items()}
+        self._y_train = torch.as_tensor(self.dataset.y_train, **to)
+        self._x_valid = torch.as_tensor(self.dataset.x_valid, **to)
+        self._y_valid = torch.as_tensor(self.dataset.y_valid, **to)
+
+        b = self.batch_size
+        x_low = np.broadcast_to(self.dataset.x_train.min(axis=0), (b, d))
+        x_high = np.broadcast_to(self.dataset.x_train.max(axis=0), (b, d))
+        self.observation_space = spaces.Dict({
+            "x": spaces.Box(x_low.copy(), x_high.copy(), dtype=np.float32),
+            "y": spaces.Box(0.0, 1.0, (b, c), dtype=np.float32),
+            "marginal": spaces.Box(0.0, 1.0, (b, c), dtype=np.float32),
+        })
+        self.action_space = spaces.MultiBinary(b)
+
+        self._generator: torch.Generator | None = None
+        self._predictor: torch.nn.Module | None = None
+        self._initial_weights: list[torch.Tensor] | None = None
+        self._fixed_baseline: float | None = None
+        self._history: deque[float] = deque(maxlen=max(1, self.baseline_window))
+        self._indices: torch.Tensor | None = None
+        self._t = 0
+
+    # ---- construction helpers ------------------------------------------------------
+    @staticmethod
+    def option_names() -> list[str]:
+        import inspect
+
+        params = inspect.signature(DataValuationEnv.__init__).parameters
+        return [p for p in params if p not in ("self", "unknown")]
+
+    @staticmethod
+    def _resolve_dataset(dataset, data_options: dict, data_seed: int) -> ValuationDataset:
+        given = {k: v for k, v in data_options.items() if v is not None}
+        if isinstance(dataset, ValuationDataset):
+            if given:
+                raise ValueError(
+                    f"Option(s) {sorted(given)} apply to named datasets only; a "
+                    "ValuationDataset is used as it is (build it with those options instead)."
+                )
+            return dataset
+        if isinstance(dataset, str):
+            return load_dataset(dataset, seed=data_seed, **given)
+        raise ValueError(
+            "Pass dataset=<name> (digits, adult, cifar10, fashion_mnist) or "
+            "dataset=dvrl_env.from_arrays(x_train, y_train, x_valid, y_valid) for your own data"
+            + ("." if dataset is None else f"; got {type(dataset).__name__}.")
+        )
+
+    @staticmethod
+    def _check_options(metric, baseline, window, reset_mode, epochs, batch_size, lr) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"Unknown metric {metric!r}; choose one of {list(METRICS)}.")
+        if isinstance(baseline, str) and baseline not in BASELINES:
+            raise ValueError(f"Unknown baseline {baseline!r}; choose one of {list(BASELINES)} "
+                             "or a number.")
+        if not isinstance(baseline, str) and not np.isfinite(float(baseline)):
+            raise ValueError(f"A numeric baseline must be finite, got {baseline}.")
+        if reset_mode not in RESET_MODES:
+            raise ValueError(f"Unknown reset_mode {reset_mode!r}; choose one of "
+                             f"{list(RESET_MODES)}.")
+        if window < 1 or epochs < 1 or batch_size < 1 or not lr > 0:
+            raise ValueError("baseline_window, predictor_epochs and predictor_batch_size must "
+                             "be >= 1 and predictor_lr > 0.")
+
+    # ---- Gymnasium API ---------------------------------------------------------------
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if seed is not None or self._generator is None:
+            self._seed_torch_state()
+        elif self.reset_mode != "never":
+            restore(self._predictor, self._initial_weights)
+        self._t = 0
+        self._indices = self._sample_batch()
+        info = {"indices": self._indices.cpu().numpy()}
+        if self._fixed_baseline is not None:
+            info["baseline"] = self._fixed_baseline
+        return self._observation(self._indices), info
+
+    def step(self, action):
+        if self._indices is None:
+            raise gym.error.ResetNeeded("Call reset() before step().")
+        weights = self._action_weights(action)
+        if self.reset_mode == "step":
+            restore(self._predictor, self._initial_weights)
+        n_selected = int(weights.sum().item())
+        if n_selected > 0:
+            fit_weighted(
+                self._predictor, self._obs_tensors["x"][self._indices],
+                self._y_train[self._indices], weights,
+                epochs=self.predictor_epochs, batch_size=self.predictor_batch_size,
+                lr=self.predictor_lr, generator=self._generator,
+            )
+        metric = score(self._predictor, self._x_valid, self._y_valid, self.metric)
+        baseline = self._baseline_for(metric)
+        self._history.append(metric)
+        self._t += 1
+        ended = self._t >= self.episode_length
+        terminated = ended and self.reset_mode != "never"
+        truncated = ended and self.reset_mode == "never"
+        acted = self._indices
+        self._indices = self._sample_batch()
+        info = {
+            "metric": metric,
+            "baseline": baseline,
+            "n_selected": n_selected,
+            "indices": self._indices.cpu().numpy(),
+            "acted_indices": acted.cpu().numpy(),
+        }
+        return self._observation(self._indices), float(metric - baseline), terminated, \
+            truncated, info
+
+    # ---- what agents may use besides step/reset ----------------------------------------
+    def all_observations(self) -> dict[str, np.ndarray]:
+        """``x``, ``y`` and ``marginal`` for all ``n_train`` points in training-set order.
+
+        The same arrays as in observations, so a DVE trained on batches can score every
+        point. Returns copies.
+        """
+        return {k: v.copy() for k, v in self._obs_arrays.items()}
+
+    @property
+    def n_train(self) -> int:
+        return self.dataset.n_train
+
+    @property
+    def fixed_baseline(self) -> float | None:
+        """The fixed baseline's metric (after the first reset), else None."""
+        return self._fixed_baseline
+
+    # ---- internals ---------------------------------------------------------------------
+    def _seed_torch_state(self) -> None:
+        """Draw the torch generator, initial weights and fixed baseline from np_random."""
+        torch_seed, init_seed, baseline_seed = (
+            int(s) for s in self.np_random.integers(0, 2**62, size=3)
+        )
+        self._generator = torch.Generator(device=self.device).manual_seed(torch_seed)
+        self._predictor = build_predictor(
+            self._predictor_factory, self.dataset.num_features, self.dataset.num_classes,
+            init_seed, self.device,
+        )
+        self._initial_weights = snapshot(self._predictor)
+        self._history.clear()
+        if self.baseline == "fixed":
+            self._fixed_baseline = self._train_on_everything(baseline_seed)
+            restore(self._predictor, self._initial_weights)
+        elif not isinstance(self.baseline, str):
+            self._fixed_baseline = float(self.baseline)
+
+    def _train_on_everything(self, seed: int) -> float:
+        generator = torch.Generator(device=self.device).manual_seed(seed)
+        fit_weighted(
+            self._predictor, self._obs_tensors["x"], self._y_train,
+            torch.ones(self.n_train, device=self.device),
+            epochs=self.predictor_epochs, batch_size=self.predictor_batch_size,
+            lr=self.predictor_lr, generator=generator,
+        )
+        return score(self._predictor, self._x_valid, self._y_valid, self.metric)
+
+    def _baseline_for(self, metric: float) -> float:
+        if self.baseline == "moving_average":
+            return float(np.mean(self._history)) if self._history else metric
+        return self._fixed_baseline
+
+    def _sample_batch(self) -> torch.Tensor:
+        perm = torch.randperm(self.n_train, generator=self._generator, device=self.device)
+        return perm[: self.batch_size]
+
+    def _observation(self, indices: torch.Tensor) -> dict[str, np.ndarray]:
+        return {k: t[indices].cpu().numpy() for k, t in self._obs_tensors.items()}
+
+    def _action_weights(self, action) -> torch.Tensor:
+        arr = np.asarray(action)
+        if arr.shape != (self.batch_size,):
+            raise ValueError(f"The action must be a selection vector of shape "
+                             f"({self.batch_size},) (MultiBinary), got shape {arr.shape}.")
+        if arr.dtype == bool:
+            arr = arr.astype(np.float32)
+        if not np.isin(arr, (0, 1)).all():
+            bad = arr[~np.isin(arr, (0, 1))][:5]
+            raise ValueError(f"The action must hold only 0 and 1 (a selection), got values "
+                             f"such as {bad.tolist()}.")
+        return torch.as_tensor(arr, dtype=torch.float32, device=self.device)
+
+    # ---- pickling: torch.Generator has no pickle support -----------------------------
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        gen = state.pop("_generator")
+        state["_generator_state"] = None if gen is None else gen.get_state()
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        gen_state = state.pop("_generator_state")
+        self.__dict__.update(state)
+        self._generator = None
+        if gen_state is not None:
+            self._generator = torch.Generator(device=self.device)
+            self._generator.set_state(gen_state)
