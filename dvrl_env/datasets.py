@@ -122,7 +122,9 @@ def _as_features(x, split: str) -> np.ndarray:
 def _as_labels(y, split: str, n: int) -> np.ndarray:
     arr = np.asarray(y)
     if arr.ndim != 1:
-        raise ValueError(f"y_{split} must be one-dimensional integer labels, got shape {arr.shape}.")
+        raise ValueError(
+            f"y_{split} must be one-dimensional integer labels, got shape {arr.shape}."
+        )
     if len(arr) != n:
         raise ValueError(
             f"x_{split} has {n} rows but y_{split} has {len(arr)} labels; they must match."

@@ -15,6 +15,7 @@ from dvrl_env.marginal import marginal_information as compute_marginal_informati
 from dvrl_env.predictors import (
     METRICS,
     build_predictor,
+    epoch_permutations,
     fit_weighted,
     one_hot,
     resolve_device,
@@ -26,7 +27,6 @@ from dvrl_env.predictors import (
 
 RESET_MODES = ("step", "episode", "never")
 BASELINES = ("fixed", "moving_average")
-_DATA_OPTIONS = ("n_train", "n_valid", "n_test", "noise_rate", "root", "download", "encoder")
 
 
 class DataValuationEnv(gym.Env):
@@ -76,6 +76,8 @@ class DataValuationEnv(gym.Env):
     * ``n_train``, ``n_valid``, ``n_test``, ``noise_rate``, ``root``, ``download``,
       ``encoder``: passed to :func:`~dvrl_env.load_dataset` for a named dataset.
     * ``data_seed``: the split and label-noise seed of a named dataset (default 0).
+    * ``dataset_options``: further options of a named dataset's source, e.g.
+      ``{"verify_checksums": False}`` for CIFAR-10 files that are not the originals.
     * ``batch_size``: B, default ``min(2000, n_train)`` as in the official code.
     * ``predictor``: ``"mlp"`` (default), ``"logistic"``, or a callable returning a
       fresh ``torch.nn.Module`` mapping ``(n, d)`` features to ``(n, C)`` logits.
@@ -112,6 +114,7 @@ class DataValuationEnv(gym.Env):
         root: str | None = None,
         download: bool | None = None,
         encoder: Any = None,
+        dataset_options: dict | None = None,
         batch_size: int | None = None,
         predictor: Any = "mlp",
         predictor_epochs: int = 100,
@@ -134,6 +137,7 @@ class DataValuationEnv(gym.Env):
         data_options = {
             "n_train": n_train, "n_valid": n_valid, "n_test": n_test, "noise_rate": noise_rate,
             "root": root, "download": download, "encoder": encoder,
+            **(dataset_options or {}),
         }
         self.dataset = self._resolve_dataset(dataset, data_options, data_seed)
         self._check_options(
@@ -177,8 +181,9 @@ class DataValuationEnv(gym.Env):
         self._y_valid = torch.as_tensor(self.dataset.y_valid, **to)
 
         b = self.batch_size
-        x_low = np.broadcast_to(self.dataset.x_train.min(axis=0), (b, d))
-        x_high = np.broadcast_to(self.dataset.x_train.max(axis=0), (b, d))
+        low, high = self.dataset.x_train.min(axis=0), self.dataset.x_train.max(axis=0)
+        high = np.where(high > low, high, low + 1.0)  # a constant feature still gets a range
+        x_low, x_high = np.broadcast_to(low, (b, d)), np.broadcast_to(high, (b, d))
         self.observation_space = spaces.Dict({
             "x": spaces.Box(x_low.copy(), x_high.copy(), dtype=np.float32),
             "y": spaces.Box(0.0, 1.0, (b, c), dtype=np.float32),
@@ -257,12 +262,13 @@ class DataValuationEnv(gym.Env):
         if self.reset_mode == "step":
             restore(self._predictor, self._initial_weights)
         n_selected = int(weights.sum().item())
+        orders = epoch_permutations(self.batch_size, self.predictor_epochs, self._generator,
+                                    self.device)  # drawn whatever the action: copies stay in step
         if n_selected > 0:
             fit_weighted(
                 self._predictor, self._obs_tensors["x"][self._indices],
-                self._y_train[self._indices], weights,
-                epochs=self.predictor_epochs, batch_size=self.predictor_batch_size,
-                lr=self.predictor_lr, generator=self._generator,
+                self._y_train[self._indices], weights, orders=orders,
+                batch_size=self.predictor_batch_size, lr=self.predictor_lr,
             )
         metric = score(self._predictor, self._x_valid, self._y_valid, self.metric)
         baseline = self._baseline_for(metric)
@@ -325,8 +331,8 @@ class DataValuationEnv(gym.Env):
         fit_weighted(
             self._predictor, self._obs_tensors["x"], self._y_train,
             torch.ones(self.n_train, device=self.device),
-            epochs=self.predictor_epochs, batch_size=self.predictor_batch_size,
-            lr=self.predictor_lr, generator=generator,
+            orders=epoch_permutations(self.n_train, self.predictor_epochs, generator, self.device),
+            batch_size=self.predictor_batch_size, lr=self.predictor_lr,
         )
         return score(self._predictor, self._x_valid, self._y_valid, self.metric)
 

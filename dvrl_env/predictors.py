@@ -89,7 +89,7 @@ def build_predictor(
     around the call, so the caller's global random state is left untouched.
     """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.default_generator.manual_seed(seed)  # CPU only: fork_rng restores it
         model = factory(num_features, num_classes)
     if not isinstance(model, nn.Module):
         raise TypeError(f"The predictor factory returned {type(model).__name__}, "
@@ -136,20 +136,20 @@ def fit_weighted(
     y: torch.Tensor,
     weights: torch.Tensor,
     *,
-    epochs: int,
+    orders: torch.Tensor,
     batch_size: int,
     lr: float,
-    generator: torch.Generator,
 ) -> None:
     """Train in place with Adam on cross-entropy weighted per sample.
 
-    As Keras' ``fit(sample_weight=s)`` in the official code: the loss of a mini-batch
-    is ``sum(s_i * l_i) / len(mini-batch)``, so points with ``s_i = 0`` take no part
-    while the mini-batch schedule stays that of the whole batch.
+    ``orders`` holds one permutation of ``range(len(x))`` per epoch (see
+    :func:`epoch_permutations`). As Keras' ``fit(sample_weight=s)`` in the official
+    code, a mini-batch's loss is ``sum(s_i * l_i) / len(mini-batch)``: points with
+    ``s_i = 0`` take no part while the mini-batch schedule stays that of the batch.
     """
     optimizer = make_adam(model.parameters(), lr)
     model.train()
-    for order in epoch_permutations(len(x), epochs, generator, x.device):
+    for order in orders:
         for start in range(0, len(x), batch_size):
             idx = order[start:start + batch_size]
             losses = F.cross_entropy(model(x[idx]), y[idx], reduction="none")

@@ -1,0 +1,203 @@
+"""What every data value estimator shares: config, seeding, the learn loop's logging,
+values on every training point, and checkpoints.
+
+An agent sees the environment through Gymnasium only (observations, rewards, info)
+plus ``env.unwrapped.all_observations()`` to score every point. The noise mask is
+read for one thing: the detection AUROC written to the log, a diagnostic that never
+feeds learning (the ``oracle`` agent alone learns from it, by design).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from dvrl_env import resolve_device
+from dvrl_env.evaluation import detection_auroc, value_gap
+
+# callback(agent, step, logs) -> False stops learning
+Callback = Callable[["Agent", int, dict], Any]
+
+
+@dataclasses.dataclass
+class AgentConfig:
+    """Options every agent takes; subclasses add their own fields."""
+
+    log_every: int = 10
+    log_dir: str | None = None
+    device: str = "auto"
+
+
+class Agent:
+    """Base class: subclasses implement :meth:`_update` and :meth:`_values_from`."""
+
+    name: ClassVar[str] = "agent"
+    config_class: ClassVar[type[AgentConfig]] = AgentConfig
+
+    def __init__(self, env: gym.Env, *, seed: int = 0, **config: Any):
+        self.env = env
+        self.seed = int(seed)
+        self.config = self._parse_config(config)
+        self.device = resolve_device(self.config.device)
+        self.steps_done = 0
+        self.log_rows: list[dict] = []
+        self._log_path: Path | None = None
+        self._tb_writer = None
+        self.generator = torch.Generator().manual_seed(self.seed)
+
+    # ---- construction helpers --------------------------------------------------------
+    @classmethod
+    def _parse_config(cls, config: dict) -> AgentConfig:
+        fields = {f.name for f in dataclasses.fields(cls.config_class)}
+        unknown = sorted(set(config) - fields)
+        if unknown:
+            raise TypeError(f"Unknown option(s) {unknown} for agent {cls.name!r}; "
+                            f"valid options: {sorted(fields)}.")
+        return cls.config_class(**config)
+
+    def seeded_module(self, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
+        """Build a network whose initial weights depend on the agent's seed only."""
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(self.seed)  # CPU only: restored
+            module = build()
+        return module.to(self.device)
+
+    @property
+    def unwrapped(self):
+        return self.env.unwrapped
+
+    # ---- public API ------------------------------------------------------------------
+    def learn(self, total_steps: int, *, progress_bar: bool = True,
+              callback: Callback | None = None) -> Agent:
+        """Run ``total_steps`` updates (outer iterations), logging every ``log_every``."""
+        if total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
+        bar = tqdm(total=total_steps, desc=f"{self.name}", disable=not progress_bar,
+                   dynamic_ncols=True)
+        start = time.perf_counter()
+        try:
+            for _ in range(total_steps):
+                logs = self._update()
+                self.steps_done += 1
+                bar.update(1)
+                if self.steps_done % max(1, self.config.log_every) == 0:
+                    logs = self.log(logs, elapsed=time.perf_counter() - start)
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()
+                                     if k in ("reward", "auroc")})
+                if callback is not None and callback(self, self.steps_done, logs) is False:
+                    break
+        finally:
+            bar.close()
+        return self
+
+    def data_values(self) -> np.ndarray:
+        """One value per training point, in training-set order; higher is more valuable."""
+        values = self._values_from(self.unwrapped.all_observations())
+        return np.asarray(values, dtype=np.float64).reshape(-1)
+
+    def log(self, logs: dict, *, elapsed: float = 0.0) -> dict:
+        """Append one row (step, the update's logs, mean value, AUROC) to the CSV log."""
+        values = self.data_values()
+        row = {"step": self.steps_done, "time": round(elapsed, 3), **logs,
+               "mean_value": float(values.mean())}
+        mask = getattr(self.unwrapped, "dataset", None)
+        mask = None if mask is None else mask.noisy_mask
+        if mask is not None and mask.any():
+            row["auroc"] = detection_auroc(values, mask)
+            row["value_gap"] = value_gap(values, mask)
+        self.log_rows.append(row)
+        self._write_log_row(row)
+        return row
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a torch checkpoint (loadable with ``weights_only=True``), atomically."""
+        checkpoint = {
+            "agent": self.name,
+            "seed": self.seed,
+            "config": dataclasses.asdict(self.config),
+            "steps_done": self.steps_done,
+            "state": self._state_dict(),
+        }
+        atomic_write(path, lambda f: torch.save(checkpoint, f))
+
+    def load_checkpoint(self, checkpoint: dict) -> None:
+        self.steps_done = int(checkpoint["steps_done"])
+        self._load_state_dict(checkpoint["state"])
+
+    # ---- for subclasses --------------------------------------------------------------
+    def _update(self) -> dict:
+        """One outer iteration; returns scalars to log (e.g. ``reward``)."""
+        raise NotImplementedError
+
+    def _values_from(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        raise NotImplementedError
+
+    def _state_dict(self) -> dict:
+        return {}
+
+    def _load_state_dict(self, state: dict) -> None:
+        return None
+
+    # ---- logging ---------------------------------------------------------------------
+    def _write_log_row(self, row: dict) -> None:
+        if self.config.log_dir is None:
+            return
+        log_dir = Path(self.config.log_dir)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / "progress.csv"
+        new = not path.exists() or self._log_path is None
+        if new and path.exists():
+            # resuming a run: keep its rows, append with the same columns
+            with open(path, newline="") as f:
+                fields = next(csv.reader(f), None)
+            new = fields is None
+        self._log_path = path
+        with open(path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+        self._tensorboard(row, log_dir)
+
+    def _tensorboard(self, row: dict, log_dir: Path) -> None:
+        if self._tb_writer is None:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:  # tensorboard is optional
+                self._tb_writer = False
+                return
+            self._tb_writer = SummaryWriter(str(log_dir / "tensorboard"))
+        if self._tb_writer:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, int | float):
+                    self._tb_writer.add_scalar(f"{self.name}/{key}", value, row["step"])
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
+    """Write through a temporary file in the same folder, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def given_label_marginal(observations: dict[str, np.ndarray]) -> np.ndarray:
+    """``m`` at each point's given label: 1 - p_val(given label). Works on (..., B, C)."""
+    return (observations["marginal"] * observations["y"]).sum(axis=-1)

@@ -1,0 +1,373 @@
+"""Stable-Baselines3's PPO and A2C as data value estimators, with a per-sample policy.
+
+The policy is permutation-equivariant: one shared network maps each of the B rows
+``[x, y, marginal]`` of an observation to a Bernoulli logit (the actor), and the critic
+mean-pools the per-row features over the batch. SB3's ``learn``, logger and zip
+save/load work as usual; :class:`SB3Agent` adds the :class:`~agents.base.Agent`
+interface on top.
+
+One *update* (what ``learn(total_steps)`` counts) is one SB3 iteration: a rollout of
+``n_steps`` env steps (each trains one predictor) followed by SB3's training phase
+(PPO: ``n_epochs`` passes over the rollout in mini-batches of ``batch_size``; A2C: one
+gradient step). ``learn(k)`` runs ``model.learn(total_timesteps=k * n_steps)`` on one env.
+
+Seeding: SB3 seeds Python's, NumPy's and the *global* torch RNG with ``seed`` (at
+construction and again at load), and resets the env with ``seed`` on the first rollout;
+the env itself draws from its own generator.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import time
+import zipfile
+from typing import Any, ClassVar
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from stable_baselines3 import A2C, PPO
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.logger import SummaryWriter
+from stable_baselines3.common.policies import BasePolicy, MultiInputActorCriticPolicy
+from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from torch import nn
+from tqdm.auto import tqdm
+
+from agents.base import Agent, AgentConfig, Callback, atomic_write
+
+META_NAME = "dvrl_agent.json"  # our entry in SB3's zip; SB3's loader ignores it
+_CHUNK = 65536  # rows per forward pass when scoring every training point
+
+
+# ---- the permutation-equivariant policy ------------------------------------------------
+
+class PerSampleExtractor(BaseFeaturesExtractor):
+    """Shared MLP on each row ``[x, y, marginal]``: (N, B, d + 2C) -> (N, B, hidden_dim)."""
+
+    def __init__(self, observation_space: spaces.Dict, hidden_dim: int = 64,
+                 hidden_layers: int = 2):
+        super().__init__(observation_space, features_dim=hidden_dim)
+        width = observation_space["x"].shape[-1] + 2 * observation_space["y"].shape[-1]
+        layers: list[nn.Module] = []
+        for _ in range(max(1, hidden_layers)):
+            layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
+            width = hidden_dim
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.net(torch.cat([obs["x"], obs["y"], obs["marginal"]], dim=-1))
+
+
+class PerSampleHeads(nn.Module):
+    """SB3's ``mlp_extractor`` slot: the actor keeps one latent per row, the critic
+    mean-pools rows (so the value ignores their order) and adds one layer."""
+
+    def __init__(self, features_dim: int):
+        super().__init__()
+        self.latent_dim_pi = self.latent_dim_vf = features_dim
+        self.critic = nn.Sequential(nn.Linear(features_dim, features_dim), nn.ReLU())
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_actor(features), self.forward_critic(features)
+
+    def forward_actor(self, features: torch.Tensor) -> torch.Tensor:
+        return features
+
+    def forward_critic(self, features: torch.Tensor) -> torch.Tensor:
+        return self.critic(features.mean(dim=-2))
+
+
+class PointLogit(nn.Module):
+    """Actor head: the same Linear(h, 1) on every row -> (N, B) Bernoulli logits."""
+
+    def __init__(self, latent_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(latent_dim, 1)
+
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.linear(latent).squeeze(-1)
+
+
+class PerSamplePolicy(MultiInputActorCriticPolicy):
+    """Actor-critic for ``MultiBinary(B)`` actions whose logits are permutation-equivariant
+    in the B rows and whose value is permutation-invariant.
+
+    Built through SB3's hooks: the features extractor is :class:`PerSampleExtractor`,
+    ``_build_mlp_extractor`` installs :class:`PerSampleHeads`, and ``_build`` swaps SB3's
+    ``Linear(h, B)`` action net (which would tie each logit to a position) for
+    :class:`PointLogit`, then rebuilds the optimizer. With
+    ``share_features_extractor=False`` (the default here) the critic has its own
+    per-row network, so value regression does not move the data values.
+    """
+
+    def __init__(self, observation_space: spaces.Dict, action_space: spaces.MultiBinary,
+                 lr_schedule: Any, hidden_dim: int = 64, hidden_layers: int = 2,
+                 **kwargs: Any):
+        kwargs["features_extractor_class"] = PerSampleExtractor
+        kwargs["features_extractor_kwargs"] = {"hidden_dim": hidden_dim,
+                                               "hidden_layers": hidden_layers}
+        kwargs["net_arch"] = []  # unused: PerSampleHeads replaces SB3's MLP
+        kwargs.setdefault("share_features_extractor", False)
+        super().__init__(observation_space, action_space, lr_schedule, **kwargs)
+
+    def _build_mlp_extractor(self) -> None:
+        self.mlp_extractor = PerSampleHeads(self.features_dim)
+
+    def _build(self, lr_schedule: Any) -> None:
+        super()._build(lr_schedule)
+        self.action_net = PointLogit(self.mlp_extractor.latent_dim_pi)
+        if self.ortho_init:
+            self.action_net.apply(lambda m: self.init_weights(m, gain=0.01))
+        self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),
+                                              **self.optimizer_kwargs)
+
+    def _get_constructor_parameters(self) -> dict[str, Any]:
+        data = super()._get_constructor_parameters()
+        data.update(self.features_extractor_kwargs)
+        return data
+
+    def point_logits(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Selection logits (N, B') for any number B' of rows: the actor alone."""
+        features = BasePolicy.extract_features(self, obs, self.pi_features_extractor)
+        return self.action_net(self.mlp_extractor.forward_actor(features))
+
+
+# ---- the Agent interface ------------------------------------------------------------
+
+class _StopLearning(Exception):
+    """Raised between updates to end ``model.learn`` without an extra env step."""
+
+
+class _UpdateCallback(BaseCallback):
+    """Turns SB3's iterations into agent updates: logs, tqdm, and the user's callback.
+
+    An update ends when SB3's training phase ends, i.e. at the next rollout's start or at
+    the end of ``learn``; stopping there wastes no env step.
+    """
+
+    def __init__(self, agent: SB3Agent, bar: tqdm, callback: Callback | None):
+        super().__init__()
+        self.agent, self.bar, self.user_callback = agent, bar, callback
+        self.start = time.perf_counter()
+        self.pending = False
+        self.rewards: list[float] = []
+        self.metrics: list[float] = []
+        self.selected: list[float] = []
+
+    def _on_rollout_start(self) -> None:
+        self._finish_update()
+        self.rewards, self.metrics, self.selected = [], [], []
+
+    def _on_step(self) -> bool:
+        self.rewards.extend(float(r) for r in self.locals["rewards"])
+        self.metrics.extend(float(i["metric"]) for i in self.locals["infos"] if "metric" in i)
+        self.selected.append(float(np.mean(self.locals["actions"])))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        self.pending = True  # SB3 trains on this rollout next
+
+    def _on_training_end(self) -> None:
+        self._finish_update()
+
+    def _finish_update(self) -> None:
+        if not self.pending:
+            return
+        self.pending = False
+        agent = self.agent
+        logs: dict[str, Any] = {
+            "reward": float(np.mean(self.rewards)),
+            "metric": float(np.mean(self.metrics)) if self.metrics else float("nan"),
+            "selected": float(np.mean(self.selected)),
+        }
+        logs.update({k.removeprefix("train/"): float(v)
+                     for k, v in self.logger.name_to_value.items() if k.startswith("train/")})
+        agent.steps_done += 1
+        self.bar.update(1)
+        if agent.steps_done % max(1, agent.config.log_every) == 0:
+            logs = agent.log(logs, elapsed=time.perf_counter() - self.start)
+            self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()
+                                  if k in ("reward", "auroc")})
+        if self.user_callback is not None and \
+                self.user_callback(agent, agent.steps_done, logs) is False:
+            raise _StopLearning
+
+
+@dataclasses.dataclass
+class SB3Config(AgentConfig):
+    learning_rate: float = 1e-3
+    n_steps: int = 8
+    ent_coef: float | None = None  # None: 0.01 / B
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    normalize_advantage: bool = True
+    hidden_dim: int = 64
+    hidden_layers: int = 2
+    share_features_extractor: bool = False
+    verbose: int = 0
+
+
+@dataclasses.dataclass
+class PPOConfig(SB3Config):
+    batch_size: int | None = None  # None: the whole rollout (n_steps)
+    n_epochs: int = 4
+    clip_range: float = 0.2
+    target_kl: float | None = None
+
+
+@dataclasses.dataclass
+class A2CConfig(SB3Config):
+    n_steps: int = 5
+    gae_lambda: float = 1.0
+    normalize_advantage: bool = False
+    use_rms_prop: bool = True
+
+
+class SB3Agent(Agent):
+    """An SB3 on-policy algorithm with :class:`PerSamplePolicy`; values are the policy's
+    selection probabilities ``sigmoid(logit)`` on every training point.
+
+    Defaults suit expensive env steps (each trains a predictor) and B actions per step:
+    a short rollout (``n_steps``), ``learning_rate`` 1e-3 (runs are a few hundred
+    updates), and ``ent_coef = 0.01 / B``: SB3's entropy is summed over the B points
+    while the per-point learning signal of one scalar reward shrinks with B, so the
+    bonus is 0.01 of the *mean* per-point entropy. The model is ``self.model``.
+    """
+
+    name: ClassVar[str] = "sb3"
+    config_class: ClassVar[type[AgentConfig]] = SB3Config
+    algorithm: ClassVar[type[BaseAlgorithm]]
+
+    def __init__(self, env: gym.Env, *, seed: int = 0, **config: Any):
+        super().__init__(env, seed=seed, **config)
+        c = self.config
+        if c.n_steps < 1:
+            raise ValueError(f"n_steps must be >= 1, got {c.n_steps}.")
+        num_points = int(np.prod(self.unwrapped.action_space.shape))
+        ent_coef = 0.01 / num_points if c.ent_coef is None else c.ent_coef
+        self.model = self.algorithm(
+            PerSamplePolicy, env, learning_rate=c.learning_rate, n_steps=c.n_steps,
+            ent_coef=ent_coef, vf_coef=c.vf_coef, max_grad_norm=c.max_grad_norm,
+            gamma=c.gamma, gae_lambda=c.gae_lambda, normalize_advantage=c.normalize_advantage,
+            policy_kwargs={"hidden_dim": c.hidden_dim, "hidden_layers": c.hidden_layers,
+                           "share_features_extractor": c.share_features_extractor},
+            tensorboard_log=self._tensorboard_dir(), verbose=c.verbose, seed=self.seed,
+            device=self.device, **self._algorithm_kwargs(),
+        )
+
+    def _algorithm_kwargs(self) -> dict[str, Any]:
+        return {}
+
+    def _tensorboard_dir(self) -> str | None:
+        """SB3 writes its own tensorboard run under ``log_dir`` when tensorboard exists."""
+        return self.config.log_dir if SummaryWriter is not None else None
+
+    # ---- Agent API -------------------------------------------------------------------
+    def learn(self, total_steps: int, *, progress_bar: bool = True,
+              callback: Callback | None = None) -> SB3Agent:
+        """Run ``total_steps`` updates (SB3 iterations of ``n_steps`` env steps each)."""
+        if total_steps < 0:
+            raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
+        bar = tqdm(total=total_steps, desc=self.name, disable=not progress_bar,
+                   dynamic_ncols=True)
+        hook = _UpdateCallback(self, bar, callback)
+        try:
+            if total_steps > 0:
+                self.model.learn(
+                    total_timesteps=total_steps * self.model.n_steps * self.model.n_envs,
+                    callback=hook, reset_num_timesteps=self.model.num_timesteps == 0,
+                )
+        except _StopLearning:
+            pass
+        finally:
+            bar.close()
+        return self
+
+    @torch.no_grad()
+    def _values_from(self, observations: dict[str, np.ndarray]) -> np.ndarray:
+        policy = self.model.policy
+        policy.set_training_mode(False)
+        n = len(observations["x"])
+        out = []
+        for start in range(0, n, _CHUNK):
+            obs = {k: torch.as_tensor(v[start:start + _CHUNK][None], dtype=torch.float32,
+                                      device=policy.device)
+                   for k, v in observations.items()}
+            out.append(torch.sigmoid(policy.point_logits(obs))[0].cpu())
+        return torch.cat(out).numpy()
+
+    def save(self, path: str | os.PathLike) -> None:
+        """SB3's zip (``algorithm.load`` reads it) plus ``dvrl_agent.json`` naming the agent,
+        its seed, config and update count; written atomically at exactly ``path``."""
+        buffer = io.BytesIO()
+        self.model.save(buffer)
+        meta = {"agent": self.name, "seed": self.seed, "steps_done": self.steps_done,
+                "config": dataclasses.asdict(self.config)}
+        with zipfile.ZipFile(buffer, "a") as archive:
+            archive.writestr(META_NAME, json.dumps(meta))
+        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+    @classmethod
+    def load_from(cls, path: str | os.PathLike, env: gym.Env) -> SB3Agent:
+        """Restore the agent saved at ``path`` (its own class, whichever ``cls`` is called)."""
+        with zipfile.ZipFile(path) as archive:
+            if META_NAME not in archive.namelist():
+                raise ValueError(f"{path} is an SB3 zip without {META_NAME}: not written by "
+                                 "SB3Agent.save; load a plain SB3 model with PPO.load/A2C.load.")
+            meta = json.loads(archive.read(META_NAME))
+        klass = AGENT_CLASSES.get(meta["agent"])
+        if klass is None or not issubclass(klass, cls):
+            raise ValueError(f"{path} holds agent {meta['agent']!r}, not a {cls.__name__}.")
+        agent = klass(env, seed=meta["seed"], **meta["config"])
+        agent.model = klass.algorithm.load(path, env=env, device=agent.device,
+                                           tensorboard_log=agent._tensorboard_dir())
+        agent.steps_done = int(meta["steps_done"])
+        return agent
+
+
+class PPOAgent(SB3Agent):
+    """SB3's PPO with the per-sample policy.
+
+    One update: ``n_steps`` (8) env steps, then ``n_epochs`` (4) passes in mini-batches of
+    ``batch_size`` (default the whole rollout). The ratio ``pi/pi_old`` is the joint
+    probability of all B selections (log-probabilities are summed over B), so
+    ``clip_range`` (0.2) and ``target_kl`` (None; if set, scale it with B) bound the
+    change of the whole selection: a conservative trust region, per-point steps stay small.
+    """
+
+    name = "ppo"
+    config_class = PPOConfig
+    algorithm = PPO
+
+    def _algorithm_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        return {"batch_size": c.n_steps if c.batch_size is None else c.batch_size,
+                "n_epochs": c.n_epochs, "clip_range": c.clip_range, "target_kl": c.target_kl}
+
+
+class A2CAgent(SB3Agent):
+    """SB3's A2C with the per-sample policy: one update is ``n_steps`` (5) env steps and
+    one gradient step (RMSprop by default, as SB3)."""
+
+    name = "a2c"
+    config_class = A2CConfig
+    algorithm = A2C
+
+    def _algorithm_kwargs(self) -> dict[str, Any]:
+        return {"use_rms_prop": self.config.use_rms_prop}
+
+
+AGENT_CLASSES: dict[str, type[SB3Agent]] = {"ppo": PPOAgent, "a2c": A2CAgent}
+
+
+def load_from(path: str | os.PathLike, env: gym.Env) -> SB3Agent:
+    """Restore a PPO or A2C agent from its zip (what ``agents.load`` calls)."""
+    return SB3Agent.load_from(path, env)
