@@ -67,7 +67,7 @@ def load(path: str | Path, env: gym.Env) -> Agent:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No agent checkpoint at {path}.")
-    if zipfile.is_zipfile(path):  # Stable-Baselines3's own format
+    if _is_sb3_zip(path):  # Stable-Baselines3's own format (torch checkpoints are zips too)
         from agents import sb3
 
         return sb3.load_from(path, env)
@@ -75,6 +75,13 @@ def load(path: str | Path, env: gym.Env) -> Agent:
     agent = make(checkpoint["agent"], env, seed=checkpoint["seed"], **checkpoint["config"])
     agent.load_checkpoint(checkpoint)
     return agent
+
+
+def _is_sb3_zip(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return "data" in archive.namelist()  # SB3 keeps its parameters' JSON there
 
 
 __all__ = ["Agent", "AgentConfig", "load", "make", "names", "register"]

@@ -70,4 +70,4 @@ class GumbelSoftmax(DVEAgent):
         loss.backward()
         self.optimizer.step()
         return {"reward": float(reward), "metric": info["metric"],
-                "selected": float(hard.mean()), "loss": float(loss)}
+                "selected": float(hard.mean()), "loss": loss.item()}

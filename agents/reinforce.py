@@ -75,7 +75,7 @@ class Reinforce(DVEAgent):
         loss.backward()
         self.optimizer.step()
         return {"reward": float(rewards.mean()), "metric": metric,
-                "selected": float(selections.mean()), "loss": float(loss)}
+                "selected": float(selections.mean()), "loss": loss.item()}
 
     def _draw(self, probs: torch.Tensor, k: int) -> torch.Tensor:
         """K Bernoulli selections, redrawing any all-zero one (as the official code)."""

@@ -1,0 +1,121 @@
+"""How well does each agent find corrupted labels? Detection AUROC over data seeds.
+
+    python benchmarks/agent_quality.py --env DataValuation-Adult-v0 --seeds 0 1 2
+    python benchmarks/agent_quality.py --env DataValuation-Digits-v0 --agents reinforce-k8-skip
+
+Each (agent, seed) run makes the env with ``noise_rate`` (default 0.2) and
+``data_seed=seed``, trains the agent for its number of updates and scores
+``data_values()`` against the dataset's noise mask. Every finished run is appended to
+``--csv`` at once, so a long benchmark that is stopped keeps what it measured; the
+summary table (median, min and max AUROC over seeds, mean clean-minus-corrupted value
+gap, updates, wall time per run) is printed at the end and written as markdown.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+import agents
+import dvrl_env  # noqa: F401  (registers the ids)
+from dvrl_env.evaluation import detection_auroc, value_gap
+
+# label: (agent name, options, updates)
+AGENTS: dict[str, tuple[str, dict, int]] = {
+    "random": ("random", {}, 0),
+    "marginal": ("marginal", {}, 0),
+    "oracle": ("oracle", {}, 1000),
+    "reinforce-official": ("reinforce", {}, 300),
+    "reinforce-k8": ("reinforce", {"num_samples": 8}, 150),
+    "reinforce-k8-skip": ("reinforce", {"num_samples": 8, "architecture": "skip"}, 150),
+    "gumbel": ("gumbel", {}, 300),
+    "ppo": ("ppo", {}, 40),
+    "a2c": ("a2c", {}, 60),
+}
+
+
+def run_one(env_id: str, label: str, seed: int, noise_rate: float, updates: int | None,
+            env_kwargs: dict) -> dict:
+    name, options, default_updates = AGENTS[label]
+    updates = default_updates if updates is None else updates
+    start = time.perf_counter()
+    env = gym.make(env_id, noise_rate=noise_rate, data_seed=seed, **env_kwargs)
+    agent = agents.make(name, env, seed=seed, log_every=max(1, updates // 10), **options)
+    agent.learn(updates, progress_bar=False)
+    values = agent.data_values()
+    mask = env.unwrapped.dataset.noisy_mask
+    curve = [round(r["auroc"], 3) for r in agent.log_rows if "auroc" in r]
+    return {
+        "env": env_id, "agent": label, "seed": seed, "updates": updates,
+        "auroc": detection_auroc(values, mask), "gap": value_gap(values, mask),
+        "mean_value": float(values.mean()), "seconds": time.perf_counter() - start,
+        "auroc_curve": json.dumps(curve),
+    }
+
+
+def summarise(rows: list[dict]) -> str:
+    lines = ["| env | agent | seeds | updates | AUROC median | min | max | clean - corrupted "
+             "| s / run |", "|---|---|---|---|---|---|---|---|---|"]
+    keys = sorted({(r["env"], r["agent"]) for r in rows},
+                  key=lambda k: (k[0], list(AGENTS).index(k[1])))
+    for env_id, label in keys:
+        group = [r for r in rows if (r["env"], r["agent"]) == (env_id, label)]
+        auroc = np.array([float(r["auroc"]) for r in group])
+        gap = np.mean([float(r["gap"]) for r in group])
+        secs = np.mean([float(r["seconds"]) for r in group])
+        lines.append(f"| {env_id} | {label} | {len(group)} | {group[0]['updates']} | "
+                     f"{np.median(auroc):.3f} | {auroc.min():.3f} | {auroc.max():.3f} | "
+                     f"{gap:+.3f} | {secs:.0f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--env", nargs="+", default=["DataValuation-Adult-v0"])
+    parser.add_argument("--agents", nargs="+", default=list(AGENTS), choices=list(AGENTS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--noise-rate", type=float, default=0.2)
+    parser.add_argument("--updates", type=int, default=None,
+                        help="override every agent's number of updates")
+    parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=JSON",
+                        help="extra env option, e.g. --env-arg predictor='\"logistic\"'")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads (1 lets two benchmarks share 2 cores)")
+    parser.add_argument("--csv", default="benchmarks/results/agent_quality.csv")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    env_kwargs = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.env_arg)}
+    out = Path(args.csv)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for env_id in args.env:
+        for label in args.agents:
+            for seed in args.seeds:
+                row = run_one(env_id, label, seed, args.noise_rate, args.updates, env_kwargs)
+                rows.append(row)
+                new = not out.exists()
+                with open(out, "a", newline="") as f:
+                    writer = csv.DictWriter(f, fieldnames=list(row))
+                    if new:
+                        writer.writeheader()
+                    writer.writerow(row)
+                print(f"{env_id} {label} seed {seed}: AUROC {row['auroc']:.3f} gap "
+                      f"{row['gap']:+.3f} ({row['seconds']:.0f} s) curve {row['auroc_curve']}",
+                      flush=True)
+    table = summarise(rows)
+    print(table)
+    out.with_suffix(".md").write_text(table + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
