@@ -12,7 +12,6 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 from tqdm.auto import tqdm
 
 from dvrl_env import resolve_device
+from dvrl_env.atomic import atomic_write
 from dvrl_env.evaluation import detection_auroc, value_gap
 
 # callback(agent, step, logs) -> False stops learning
@@ -182,20 +182,6 @@ class Agent:
             for key, value in row.items():
                 if key != "step" and isinstance(value, int | float):
                     self._tb_writer.add_scalar(f"{self.name}/{key}", value, row["step"])
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[Any], None]) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def given_label_marginal(observations: dict[str, np.ndarray]) -> np.ndarray:

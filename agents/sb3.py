@@ -39,7 +39,8 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from torch import nn
 from tqdm.auto import tqdm
 
-from agents.base import Agent, AgentConfig, Callback, atomic_write
+from agents.base import Agent, AgentConfig, Callback
+from dvrl_env.atomic import atomic_write
 
 META_NAME = "dvrl_agent.json"  # our entry in SB3's zip; SB3's loader ignores it
 _CHUNK = 65536  # rows per forward pass when scoring every training point

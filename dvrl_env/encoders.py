@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import os
-import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -26,6 +24,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from dvrl_env.atomic import atomic_write
 from dvrl_env.predictors import resolve_device
 
 __all__ = [
@@ -209,16 +208,7 @@ def _read_cache(path: Path, n_rows: int | None) -> tuple[np.ndarray | None, str]
 
 
 def _write_atomic(path: Path, features: np.ndarray) -> None:
-    """Write to a temporary file in the same folder, then rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.stem + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, features=features)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: np.savez(f, features=features))
 
 
 def cached_features(
