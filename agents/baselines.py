@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 
 import numpy as np
@@ -56,6 +57,8 @@ class OracleConfig(AgentConfig):
     hidden_layers: int = 3
     comb_dim: int = 10
     architecture: str = "official"
+    early_stopping_fraction: float = 0.2
+    eval_every: int = 10
 
 
 class SupervisedOracle(Agent):
@@ -65,8 +68,11 @@ class SupervisedOracle(Agent):
     ablation; hypothesis 4). It is cross-fitted: the training set is cut into
     ``folds`` parts, one DVE per part is trained on the *other* parts' masks, and each
     point's value comes from the DVE that never saw its mask, so the score measures what
-    the architecture can learn, not what it can memorise. One update is one Adam step on
-    a mini-batch of ``batch_size`` points for each fold's DVE.
+    the architecture can learn, not what it can memorise. Within each fold's training
+    part, ``early_stopping_fraction`` of the points is kept aside and the weights with
+    the lowest loss there (checked every ``eval_every`` updates) give the values, so a
+    long run does not end in overfitting. One update is one Adam step on a mini-batch
+    of ``batch_size`` points for each fold's DVE.
     """
 
     name = "oracle"
@@ -90,7 +96,15 @@ class SupervisedOracle(Agent):
                                architecture=c.architecture)
             for _ in range(c.folds)))
         self.optimizer = torch.optim.Adam(self.models.parameters(), lr=c.learning_rate)
-        self._train_rows = [np.flatnonzero(self.fold_of != f) for f in range(c.folds)]
+        self.best_models = copy.deepcopy(self.models)
+        self.best_losses = [float("inf")] * c.folds
+        rng = np.random.default_rng(self.seed + 1)
+        self._train_rows, self._stop_rows = [], []
+        for f in range(c.folds):
+            rows = rng.permutation(np.flatnonzero(self.fold_of != f))
+            n_stop = int(round(c.early_stopping_fraction * len(rows)))
+            self._stop_rows.append(torch.as_tensor(rows[:n_stop], device=self.device))
+            self._train_rows.append(rows[n_stop:])
 
     def _update(self) -> dict:
         loss = 0.0
@@ -103,7 +117,21 @@ class SupervisedOracle(Agent):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
+        if (self.steps_done + 1) % self.config.eval_every == 0:
+            self._keep_best()
         return {"loss": loss.item() / len(self.models)}
+
+    @torch.no_grad()
+    def _keep_best(self) -> None:
+        for f, (model, rows) in enumerate(zip(self.models, self._stop_rows, strict=True)):
+            if len(rows) == 0:
+                self.best_models[f].load_state_dict(model.state_dict())
+                continue
+            logits = model(*(t[rows] for t in self.observations))
+            loss = F.binary_cross_entropy_with_logits(logits, self.targets[rows]).item()
+            if loss < self.best_losses[f]:
+                self.best_losses[f] = loss
+                self.best_models[f].load_state_dict(model.state_dict())
 
     @torch.no_grad()
     def _values_from(self, observations: dict) -> np.ndarray:
@@ -111,15 +139,21 @@ class SupervisedOracle(Agent):
         if len(tensors[0]) != len(self.fold_of):
             raise ValueError("The oracle scores the training set it was cross-fitted on.")
         values = np.empty(len(self.fold_of))
-        for f, model in enumerate(self.models):
+        for f in range(len(self.models)):
+            # before the first check the best weights are the current ones
+            model = self.models[f] if np.isinf(self.best_losses[f]) else self.best_models[f]
             rows = np.flatnonzero(self.fold_of == f)
             idx = torch.as_tensor(rows, device=self.device)
             values[rows] = torch.sigmoid(model(*(t[idx] for t in tensors))).cpu().numpy()
         return values
 
     def _state_dict(self) -> dict:
-        return {"models": self.models.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"models": self.models.state_dict(), "best": self.best_models.state_dict(),
+                "best_losses": torch.tensor(self.best_losses),
+                "optimizer": self.optimizer.state_dict()}
 
     def _load_state_dict(self, state: dict) -> None:
         self.models.load_state_dict(state["models"])
+        self.best_models.load_state_dict(state["best"])
+        self.best_losses = state["best_losses"].tolist()
         self.optimizer.load_state_dict(state["optimizer"])
