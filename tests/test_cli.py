@@ -1,0 +1,153 @@
+"""``dvrl`` end to end: through the console script, on tiny configurations."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dvrl_env import cli
+from tests.test_tabular import people, write_csv
+
+DVRL = Path(sys.executable).parent / "dvrl"
+TINY_ENV = ["--env-arg", "n_train=60", "--env-arg", "n_valid=200", "--env-arg", "n_test=100",
+            "--env-arg", "batch_size=20", "--env-arg", "predictor_epochs=1"]
+OUTPUTS = ["values.csv", "metrics.json", "report.md", "run.json", cli.CHECKPOINT,
+           "log/progress.csv", "discovery.png", "remove_high_low.png", "robust_learning.png",
+           "value_histogram.png", "value_trajectory.png"]
+
+
+def dvrl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    command = [str(DVRL)] if DVRL.exists() else [sys.executable, "-m", "dvrl_env"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def read_values(path: Path) -> list[dict]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run") / "digits"
+    result = dvrl("value", "--env", "DataValuation-Digits-v0", "--noise-rate", "0.2",
+                  "--agent", "reinforce", "--agent-arg", "num_samples=2",
+                  "--agent-arg", "log_every=1", "--steps", "3", "--seed", "1",
+                  "--out", str(out), *TINY_ENV)
+    assert result.returncode == 0, result.stderr
+    assert "AUROC" in result.stdout
+    return out
+
+
+def test_value_writes_every_output(finished_run):
+    for name in OUTPUTS:
+        path = finished_run / name
+        assert path.is_file() and path.stat().st_size > 0, name
+    rows = read_values(finished_run / "values.csv")
+    assert len(rows) == 60 and set(rows[0]) == {"index", "label", "value", "corrupted"}
+    assert sum(r["corrupted"] == "1" for r in rows) == 12
+    metrics = json.loads((finished_run / "metrics.json").read_text())
+    assert 0 <= metrics["detection"]["auroc"] <= 1
+    assert metrics["steps_done"] == 3
+    for png in finished_run.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report = (finished_run / "report.md").read_text()
+    assert "discovery.png" in report and "DataValuation-Digits-v0" in report
+    assert not list(finished_run.glob(".*"))  # no temporary files left behind
+
+
+def test_evaluate_reproduces_metrics(finished_run):
+    before = json.loads((finished_run / "metrics.json").read_text())
+    (finished_run / "metrics.json").unlink()
+    result = dvrl("evaluate", str(finished_run), "--quiet")
+    assert result.returncode == 0, result.stderr
+    after = json.loads((finished_run / "metrics.json").read_text())
+    for key in ("detection", "discovery", "robust_learning", "remove_high_low"):
+        assert after[key] == before[key], key
+
+
+def test_csv_run_without_known_noise(tmp_path):
+    train = write_csv(tmp_path / "train.csv", people(120))
+    out = tmp_path / "mine"
+    result = dvrl("value", "--csv", str(train), "--label-column", "y", "--agent", "marginal",
+                  "--steps", "1", "--out", str(out), "--quiet")
+    assert result.returncode == 0, result.stderr
+    rows = read_values(out / "values.csv")
+    assert set(rows[0]) == {"index", "csv_row", "label", "value"}  # no mask: no corrupted
+    assert {r["label"] for r in rows} <= {"no", "yes"}
+    assert (out / "value_histogram.png").is_file() and (out / "remove_high_low.png").is_file()
+    assert not (out / "discovery.png").exists()
+    report = (out / "report.md").read_text()
+    assert "held out" in report
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--csv", "{tmp}/missing.csv", "--label-column", "y"], "does not exist"),
+        (["--csv", "{tmp}/train.csv", "--label-column", "label"], "Label column 'label'"),
+        (["--csv", "{tmp}/one_class.csv", "--label-column", "y"], "single class"),
+        (["--csv", "{tmp}/garbage.csv", "--label-column", "y"], "the value 'abc'"),
+        (["--env", "DataValuation-MNIST-v0"], r"Unknown env .*DataValuation-Adult-v0"),
+        (["--agent", "dqn"], r"Unknown agent 'dqn'; choose one of .*reinforce"),
+        (["--env-arg", "bach_size=3"], r"Unknown option\(s\) \['bach_size'\].*batch_size"),
+        (["--agent-arg", "num_sample=3"], r"Unknown option\(s\) \['num_sample'\]"),
+        (["--env-arg", "batch_size"], "expects key=value"),
+    ],
+)
+def test_bad_input_gives_a_message_and_exit_2(tmp_path, capsys, args, message):
+    write_csv(tmp_path / "train.csv", people(40))
+    write_csv(tmp_path / "one_class.csv", [(20 + i, "oslo", "yes") for i in range(40)])
+    write_csv(tmp_path / "garbage.csv", [*people(39), ("abc", "oslo", "no")])
+    args = [a.format(tmp=tmp_path) for a in args]
+    code = cli.main(["value", *args, "--out", str(tmp_path / "out"), "--steps", "1", *TINY_ENV])
+    err = capsys.readouterr().err
+    assert code == 2 and "dvrl: error:" in err
+    import re
+
+    assert re.search(message, err), err
+    assert "Traceback" not in err
+
+
+def test_non_empty_out_is_refused_unless_overwrite(finished_run, tmp_path):
+    result = dvrl("value", "--out", str(finished_run), "--steps", "1", *TINY_ENV)
+    assert result.returncode == 2
+    assert "not empty (it holds another run)" in result.stderr and "--overwrite" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_interrupted_run_saves_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    command = [str(DVRL)] if DVRL.exists() else [sys.executable, "-m", "dvrl_env"]
+    proc = subprocess.Popen(
+        [*command, "value", "--agent", "reinforce", "--agent-arg", "log_every=1",
+         "--steps", "100000", "--out", str(out), "--noise-rate", "0.2", *TINY_ENV],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = out / "log" / "progress.csv"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) > 2):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "resume with: dvrl value --resume" in err
+    interrupted_at = int(re.search(r"interrupted after (\d+) of 100000 updates", err).group(1))
+    assert len(read_values(out / "values.csv")) == 60 and (out / cli.CHECKPOINT).is_file()
+    target = interrupted_at + 3
+    result = dvrl("value", "--resume", str(out), "--steps", str(target), "--quiet")
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["steps_done"] == target
+    steps = [int(r["step"]) for r in read_values(log)]
+    assert steps == sorted(set(steps)) and steps[-1] == target
+    assert np.isfinite([float(r["value"]) for r in read_values(out / "values.csv")]).all()
