@@ -4,6 +4,7 @@
 >>> env = gym.make("DataValuation-Digits-v0", noise_rate=0.2)
 """
 
+from dvrl_env.batched import DataValuationVectorEnv
 from dvrl_env.datasets import ValuationDataset, add_label_noise, from_arrays, load_dataset
 from dvrl_env.env import DataValuationEnv
 from dvrl_env.predictors import resolve_device
@@ -14,6 +15,7 @@ register_envs()
 __all__ = [
     "ENV_IDS",
     "DataValuationEnv",
+    "DataValuationVectorEnv",
     "ValuationDataset",
     "add_label_noise",
     "from_arrays",

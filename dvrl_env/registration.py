@@ -5,6 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 ENTRY_POINT = "dvrl_env.env:DataValuationEnv"
+VECTOR_ENTRY_POINT = "dvrl_env.batched:DataValuationVectorEnv"
 
 ENV_IDS: dict[str, dict] = {
     "DataValuation-Digits-v0": {"dataset": "digits"},
@@ -20,7 +21,11 @@ def register_envs() -> None:
 
     No ``max_episode_steps``: a one-step bandit ends with ``terminated=True`` and the
     other reset modes end their episodes themselves (``episode_length``).
+    ``gym.make_vec(id, num_envs=K)`` builds the batched
+    :class:`~dvrl_env.DataValuationVectorEnv` (``vectorization_mode="sync"`` for a
+    ``SyncVectorEnv`` of single envs).
     """
     for env_id, kwargs in ENV_IDS.items():
         if env_id not in gym.registry:
-            gym.register(id=env_id, entry_point=ENTRY_POINT, kwargs=dict(kwargs))
+            gym.register(id=env_id, entry_point=ENTRY_POINT,
+                         vector_entry_point=VECTOR_ENTRY_POINT, kwargs=dict(kwargs))

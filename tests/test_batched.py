@@ -1,0 +1,235 @@
+"""DataValuationVectorEnv: the same results as K single envs in a SyncVectorEnv, faster."""
+
+from __future__ import annotations
+
+import copy
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+from gymnasium.wrappers import TimeLimit
+
+import dvrl_env
+from agents.reinforce import Reinforce
+from dvrl_env import DataValuationEnv, DataValuationVectorEnv
+from dvrl_env.closed_form import fit_logistic
+from dvrl_env.predictors import argsort_rows, epoch_permutations, fit_weighted, logistic
+from dvrl_env.vector import make_vector_env
+from tests.conftest import SMALL_ENV
+
+K, B = 3, SMALL_ENV["batch_size"]
+TRAIN = {"predictor_epochs": 3, "predictor_lr": 0.05, "metric": "neg_log_loss"}
+MODES = {"step": {}, "episode": {"reset_mode": "episode", "episode_length": 2},
+         "never": {"reset_mode": "never", "episode_length": 2}}
+
+
+def tanh_net():
+    return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+
+
+PREDICTORS = {"mlp": "mlp", "logistic": "logistic", "callable": tanh_net}
+
+
+def make(ds, **kwargs) -> DataValuationEnv:
+    return DataValuationEnv(ds, **{**SMALL_ENV, **TRAIN, **kwargs})
+
+
+def sync_of(env, k=K, wrap=None) -> SyncVectorEnv:
+    def one():
+        copied = copy.deepcopy(env)
+        return copied if wrap is None else wrap(copied)
+    return SyncVectorEnv([one] * k, autoreset_mode=AutoresetMode.SAME_STEP)
+
+
+def assert_same(a, b, path="") -> None:
+    """Equal observations and infos: arrays to 1e-5, dicts and object arrays recursively."""
+    if isinstance(a, tuple):
+        assert len(a) == len(b), path
+        for i, (u, v) in enumerate(zip(a, b, strict=True)):
+            assert_same(u, v, f"{path}[{i}]")
+    elif isinstance(a, dict):
+        assert sorted(a) == sorted(b), path
+        for key in a:
+            assert_same(a[key], b[key], f"{path}/{key}")
+    elif isinstance(a, np.ndarray) and a.dtype == object:
+        assert a.shape == b.shape, path
+        for i, (u, v) in enumerate(zip(a, b, strict=True)):
+            assert (u is None) == (v is None), path
+            if u is not None:
+                assert_same(u, v, f"{path}[{i}]")
+    else:
+        a, b = np.asarray(a), np.asarray(b)
+        assert a.dtype == b.dtype and a.shape == b.shape, (path, a.dtype, b.dtype)
+        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=path)
+
+
+def actions_for(steps: int, seed: int = 0) -> np.ndarray:
+    actions = np.random.default_rng(seed).integers(0, 2, size=(steps, K, B), dtype=np.int8)
+    actions[1, 1] = 0  # an all-zero selection: that predictor must not train
+    actions[2, [0, 2]] = 0  # only one sub-env trains
+    return actions
+
+
+def run_both(batched, sync, actions, seed=3):
+    out_b, out_s = batched.reset(seed=seed), sync.reset(seed=seed)
+    assert_same(out_b[0], out_s[0], "reset obs")
+    assert_same(out_b[1], out_s[1], "reset info")
+    for t, action in enumerate(actions):
+        step_b, step_s = batched.step(action), sync.step(action)
+        for name, u, v in zip(("obs", "reward", "terminated", "truncated", "info"),
+                              step_b, step_s, strict=True):
+            assert_same(u, v, f"step {t} {name}")
+    return step_b
+
+
+@pytest.mark.parametrize("predictor", sorted(PREDICTORS))
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_batched_equals_sync_vector_env(toy_dataset, predictor, mode):
+    env = make(toy_dataset, predictor=PREDICTORS[predictor], **MODES[mode])
+    batched = make_vector_env(env, K)
+    assert isinstance(batched, DataValuationVectorEnv)
+    run_both(batched, sync_of(env), actions_for(5))
+    run_both(batched, sync_of(env), actions_for(3, seed=1), seed=[4, 9, 4])
+
+
+def test_fixed_and_moving_average_baselines_and_accuracy(toy_dataset):
+    for options in ({"baseline": "moving_average", "baseline_window": 2, "metric": "accuracy"},
+                    {"baseline": 0.25, "metric": "auc"}):
+        env = make(toy_dataset, **options)
+        run_both(make_vector_env(env, K), sync_of(env), actions_for(4))
+
+
+def test_all_zero_selection_leaves_the_predictor_untouched(toy_dataset):
+    env = make(toy_dataset, reset_mode="never", episode_length=5)
+    batched = make_vector_env(env, K)
+    batched.reset(seed=0)
+    batched.step(np.ones((K, B)))
+    before = {k: v.clone() for k, v in batched._predictors.params.items()}
+    action = np.ones((K, B))
+    action[1] = 0
+    info = batched.step(action)[4]
+    assert info["n_selected"].tolist() == [B, 0, B]
+    for name, value in batched._predictors.params.items():
+        assert torch.equal(value[1], before[name][1]), name
+        assert not torch.equal(value[0], before[name][0]), name
+
+
+def test_reset_mask_and_time_limit_match_sync(toy_dataset):
+    env = make(toy_dataset, reset_mode="never", episode_length=4)
+    batched = DataValuationVectorEnv.from_env(env, K, max_episode_steps=3)
+    sync = sync_of(env, wrap=lambda e: TimeLimit(e, max_episode_steps=3))
+    run_both(batched, sync, actions_for(4))
+    mask = np.array([True, False, True])
+    out_b = batched.reset(seed=[1, None, 2], options={"reset_mask": mask})
+    out_s = sync.reset(seed=[1, None, 2], options={"reset_mask": mask.copy()})
+    assert_same(out_b, out_s)
+    for action in actions_for(3, seed=2):
+        assert_same(batched.step(action), sync.step(action))
+
+
+def test_make_vec_uses_the_batched_env(toy_dataset):
+    for env_id in dvrl_env.ENV_IDS:
+        assert gym.spec(env_id).vector_entry_point.endswith(":DataValuationVectorEnv")
+    envs = gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset, **SMALL_ENV)
+    assert isinstance(envs, DataValuationVectorEnv) and envs.num_envs == 2
+    assert envs.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    obs, info = envs.reset(seed=0)
+    assert obs["x"].shape == (2, B, 5) and info["indices"].shape == (2, B)
+    assert envs.action_space.shape == (2, B)
+    assert envs.observation_space.contains(obs)
+    sync = gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset,
+                        vectorization_mode="sync", **SMALL_ENV)
+    assert isinstance(sync, SyncVectorEnv)
+
+
+def test_sub_envs_seeded_alike_stay_in_lockstep(toy_dataset):
+    envs = make_vector_env(make(toy_dataset), K)
+    obs, info = envs.reset(seed=[5] * K)
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        assert (info["indices"] == info["indices"][0]).all()
+        assert all((v == v[0]).all() for v in obs.values())
+        action = rng.integers(0, 2, size=(1, B)).repeat(K, axis=0)
+        obs, rewards, _, _, info = envs.step(action)
+        assert (rewards == rewards[0]).all()
+    assert len(set(envs.fixed_baselines)) == 1
+    obs, info = envs.reset(seed=5)  # an int seeds s, s+1, ...: different batches
+    assert not (info["indices"] == info["indices"][0]).all()
+
+
+@pytest.mark.parametrize(
+    "action, message",
+    [
+        (np.ones(B), rf"shape \({K}, {B}\)"),
+        (np.ones((K, B + 1)), rf"shape \({K}, {B}\)"),
+        (np.full((K, B), 2), "only 0 and 1"),
+        (np.full((K, B), 0.5), "only 0 and 1"),
+    ],
+)
+def test_bad_actions(toy_dataset, action, message):
+    envs = make_vector_env(make(toy_dataset), K)
+    with pytest.raises(gym.error.ResetNeeded):
+        envs.step(np.ones((K, B)))
+    envs.reset(seed=0)
+    with pytest.raises(ValueError, match=message):
+        envs.step(action)
+
+
+def test_bad_construction(toy_dataset):
+    with pytest.raises(ValueError, match="num_envs must be >= 1"):
+        DataValuationVectorEnv(0, dataset=toy_dataset)
+    with pytest.raises(TypeError, match="Unknown option"):
+        DataValuationVectorEnv(2, dataset=toy_dataset, bach_size=3)
+    with pytest.raises(ValueError, match="length must match num_envs=3"):
+        make_vector_env(make(toy_dataset), K).reset(seed=[1, 2])
+
+
+def test_constructor_options_rebuild_the_env(toy_dataset):
+    env = make(toy_dataset, predictor="logistic")
+    options = env.constructor_options()
+    assert options["predictor"] == "logistic" and options["dataset"] is toy_dataset
+    again = DataValuationEnv(**options)
+    assert_same(env.reset(seed=2), again.reset(seed=2))
+
+
+@pytest.mark.parametrize("classes, n, epochs", [(2, 200, 20), (3, 50, 3)])
+def test_closed_form_logistic_matches_autograd(classes, n, epochs):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(n, 5, generator=generator)
+    y = torch.randint(0, classes, (n,), generator=generator)
+    weights = (torch.rand(n, generator=generator) < 0.6).float()
+    orders = epoch_permutations(n, epochs, generator, torch.device("cpu"))
+    torch.manual_seed(0)
+    autograd, closed = logistic(5, classes), logistic(5, classes)
+    closed.load_state_dict(autograd.state_dict())
+    options = {"orders": orders, "batch_size": 16, "lr": 0.05}
+    fit_weighted(autograd, x, y, weights, **options)
+    fit_logistic(closed, x, y, weights, **options)
+    assert not torch.equal(autograd.weight, logistic(5, classes).weight)
+    torch.testing.assert_close(closed.weight, autograd.weight, atol=1e-5, rtol=0)
+    torch.testing.assert_close(closed.bias, autograd.bias, atol=1e-5, rtol=0)
+
+
+def test_argsort_rows_is_torch_argsort_bit_for_bit():
+    generator = torch.Generator().manual_seed(0)
+    for shape in [(50, 300), (2, 3, 40), (4, 1)]:
+        r = torch.rand(*shape, generator=generator)
+        assert torch.equal(argsort_rows(r), r.argsort(dim=-1))
+    ties = torch.randint(0, 4, (20, 30), generator=generator).float() / 8
+    assert torch.equal(argsort_rows(ties), ties.argsort(dim=-1))
+    off_grid = torch.rand(5, 30, generator=generator)
+    off_grid[3] = off_grid[3] * 0.999 + 1e-4  # one row off torch.rand's 2**-24 grid
+    assert torch.equal(argsort_rows(off_grid), off_grid.argsort(dim=-1))
+    assert torch.equal(argsort_rows(off_grid.double()), off_grid.double().argsort(dim=-1))
+
+
+def test_reinforce_with_k_samples_uses_the_batched_env(toy_dataset):
+    env = make(toy_dataset)
+    batched = Reinforce(env, seed=0, num_samples=K, log_every=100)
+    assert isinstance(batched.vector_env, DataValuationVectorEnv)
+    sync = Reinforce(env, seed=0, num_samples=K, log_every=100)
+    sync.vector_env = make_vector_env(env, K, batched=False)
+    rewards = [[agent._update()["reward"] for _ in range(3)] for agent in (batched, sync)]
+    np.testing.assert_allclose(rewards[0], rewards[1], atol=1e-5)
