@@ -15,8 +15,13 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The main job: value Digits' training points with 20% flipped labels (offline).
+MAIN_JOB := value --env DataValuation-Digits-v0 --noise-rate 0.2 --agent reinforce \
+	--agent-arg num_samples=8 --agent-arg architecture=skip --steps 30 --seed 0 \
+	--out runs/digits --overwrite
+
 run: setup
-	$(PY) -m dvrl_env demo --env DataValuation-Digits-v0 --steps 5
+	$(VENV)/bin/dvrl $(MAIN_JOB)
 
 test: setup
 	$(PY) -m ruff check dvrl_env agents tests benchmarks

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -89,6 +90,16 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
                         f"pass --overwrite to replace it, or --resume {out} to continue it.")
 
 
+def clear_previous_run(out: Path) -> None:
+    """For ``--overwrite``: remove what an earlier run wrote to ``out``, so that its log
+    rows and figures cannot mix with the new run's; other files are left alone."""
+    from dvrl_env import report
+
+    for name in (RUN_FILE, CHECKPOINT, *report.OUTPUT_FILES):
+        (out / name).unlink(missing_ok=True)
+    shutil.rmtree(out / report.LOG_FILE.parent, ignore_errors=True)
+
+
 # ---- commands -------------------------------------------------------------------------
 def cmd_value(args: argparse.Namespace) -> int:
     from dvrl_env import report
@@ -118,6 +129,8 @@ def cmd_value(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     env = build_env(settings)
     agent = build_agent(settings, env, out)
+    if not args.resume and out.is_dir():  # --overwrite, now that the settings are valid
+        clear_previous_run(out)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / RUN_FILE, json.dumps(settings, indent=2))
     if args.resume and (out / CHECKPOINT).exists():

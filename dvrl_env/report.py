@@ -20,7 +20,11 @@ from dvrl_env.datasets import ValuationDataset
 
 VALUES_FILE = "values.csv"
 METRICS_FILE = "metrics.json"
+REPORT_FILE = "report.md"
 LOG_FILE = Path("log") / "progress.csv"
+FIGURE_FILES = ("discovery.png", "value_histogram.png", "remove_high_low.png",
+                "robust_learning.png", "value_trajectory.png")
+OUTPUT_FILES = (VALUES_FILE, METRICS_FILE, REPORT_FILE, *FIGURE_FILES)
 
 
 def noise_known(dataset: ValuationDataset) -> bool:
@@ -119,7 +123,7 @@ def _finish(out: Path, dataset: ValuationDataset, values: np.ndarray, metrics: d
     title = run_title(metrics["settings"])
     metrics["figures"] = write_figures(out, dataset, values, title)
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False))
-    atomic_write_text(out / "report.md", render_report(metrics, dataset, title))
+    atomic_write_text(out / REPORT_FILE, render_report(metrics, dataset, title))
     return metrics
 
 

@@ -126,6 +126,19 @@ def test_non_empty_out_is_refused_unless_overwrite(finished_run, tmp_path):
     assert "Traceback" not in result.stderr
 
 
+def test_overwrite_replaces_the_earlier_runs_outputs(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["value", "--noise-rate", "0.2", "--agent-arg", "log_every=1", "--out", str(out),
+            "--quiet", *TINY_ENV]
+    assert cli.main([*base, "--agent", "reinforce", "--steps", "3"]) == 0
+    (out / "mine.txt").write_text("not a run output")
+    assert cli.main([*base, "--agent", "random", "--steps", "2", "--overwrite"]) == 0
+    log_rows = read_values(out / "log" / "progress.csv")
+    assert [int(r["step"]) for r in log_rows] == [1, 2]  # no rows left from the first run
+    assert json.loads((out / "run.json").read_text())["agent"] == "random"
+    assert (out / "mine.txt").read_text() == "not a run output"  # not ours: kept
+
+
 def test_interrupted_run_saves_and_resumes(tmp_path):
     out = tmp_path / "run"
     command = [str(DVRL)] if DVRL.exists() else [sys.executable, "-m", "dvrl_env"]
