@@ -59,6 +59,35 @@ class Reinforce(DVEAgent):
     def _update(self) -> dict:
         if self._obs is None:
             self._obs = self._reset(seed=self.seed)
+        loss, logs = self._loss()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return logs
+
+    def gradient_estimate(self, seed: int) -> torch.Tensor:
+        """One draw of the gradient an update would follow, as a flat tensor.
+
+        Resets the env (all K copies) with ``seed``, so calls with the same seed see the
+        same batch, predictor initial weights and mini-batch orders; draws K fresh
+        selections from the agent's generator, steps the env for their rewards, and
+        returns the gradient of the update's loss (exploration penalty included) with
+        respect to the DVE's parameters, concatenated in ``dve.parameters()`` order.
+        Parameters and optimizer are left unchanged; the next update starts from a
+        fresh ``reset(seed=agent.seed)``. For measuring the estimator's variance.
+        """
+        self._obs = self._reset(seed=seed)
+        try:
+            loss, _ = self._loss()
+            params = list(self.dve.parameters())
+            grads = torch.autograd.grad(loss, params, allow_unused=True)
+        finally:
+            self._obs = None
+        return torch.cat([(torch.zeros_like(p) if g is None else g).reshape(-1)
+                          for p, g in zip(params, grads, strict=True)]).detach().cpu()
+
+    def _loss(self) -> tuple[torch.Tensor, dict]:
+        """The loss of one update on the current batch (steps the env), and its logs."""
         logits = self.dve(*self._tensors(self._obs))
         probs = torch.sigmoid(logits)
         selections = self._draw(probs.detach(), self.num_samples)
@@ -71,11 +100,8 @@ class Reinforce(DVEAgent):
         loss = -(advantages.to(self.device) * log_prob.sum(dim=1)).mean()
         loss = loss + exploration_penalty(
             probs, self.config.exploration_threshold, self.config.exploration_weight)
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        return {"reward": float(rewards.mean()), "metric": metric,
-                "selected": float(selections.mean()), "loss": loss.item()}
+        return loss, {"reward": float(rewards.mean()), "metric": metric,
+                      "selected": float(selections.mean()), "loss": loss.item()}
 
     def _draw(self, probs: torch.Tensor, k: int) -> torch.Tensor:
         """K Bernoulli selections, redrawing any all-zero one (as the official code)."""

@@ -2,6 +2,7 @@
 
     python benchmarks/agent_quality.py --env DataValuation-Adult-v0 --seeds 0 1 2
     python benchmarks/agent_quality.py --env DataValuation-Digits-v0 --agents reinforce-k8-skip
+    python benchmarks/agent_quality.py --summarise benchmarks/results/agent_quality_*.csv
 
 Each (agent, seed) run makes the env with ``noise_rate`` (default 0.2) and
 ``data_seed=seed``, trains the agent for its number of updates and scores
@@ -23,6 +24,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
+from threadpoolctl import threadpool_limits
 
 import agents
 import dvrl_env  # noqa: F401  (registers the ids)
@@ -91,8 +93,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1 lets two benchmarks share 2 cores)")
     parser.add_argument("--csv", default="benchmarks/results/agent_quality.csv")
+    parser.add_argument("--summarise", nargs="+", metavar="CSV", default=None,
+                        help="run nothing: print (and write to --csv's .md) the table of "
+                             "these earlier runs' CSVs")
     args = parser.parse_args(argv)
+    if args.summarise:
+        rows = []
+        for path in args.summarise:
+            with open(path, newline="") as f:
+                rows.extend(csv.DictReader(f))
+        table = summarise(rows)
+        print(table)
+        Path(args.csv).with_suffix(".md").write_text(table + "\n")
+        return 0
     torch.set_num_threads(args.threads)
+    threadpool_limits(args.threads)  # numpy/BLAS too: the logistic predictor fits in numpy
     env_kwargs = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.env_arg)}
     out = Path(args.csv)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,6 +8,8 @@ under ``<root>/dvrl_cache/``. Encoders:
 - ``"resnet18"``: torchvision's ResNet-18 with random weights (drawn from ``seed``
   without touching the global torch RNG) and ``fc`` removed, 512 features; gray
   images are repeated to three channels;
+- ``"lenet"``: a LeNet-5-style conv net with random weights (drawn from ``seed`` the
+  same way), 84 features; gray images are repeated to three channels;
 - any ``torch.nn.Module`` mapping ``(N, C, H, W)`` floats in [0, 1] to features.
 """
 
@@ -36,7 +38,7 @@ __all__ = [
     "make_encoder",
 ]
 
-ENCODER_NAMES = ("flatten", "resnet18")
+ENCODER_NAMES = ("flatten", "resnet18", "lenet")
 EncoderSpec = str | nn.Module | None
 
 
@@ -76,13 +78,40 @@ class _ResNet18Features(nn.Module):
         return self.net(x)
 
 
+class _LeNetFeatures(nn.Module):
+    """Random-weight LeNet-5-style net: conv 6@5x5, pool, conv 16@5x5, pool, 120, 84.
+
+    An adaptive pool before the dense layers takes any image size (28x28, 32x32, ...);
+    weights are drawn from ``seed`` without touching the global torch RNG.
+    """
+
+    def __init__(self, seed: int) -> None:
+        super().__init__()
+        with torch.random.fork_rng(devices=[]):
+            torch.default_generator.manual_seed(int(seed))
+            self.net = nn.Sequential(
+                nn.Conv2d(3, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+                nn.Conv2d(6, 16, 5), nn.ReLU(), nn.MaxPool2d(2),
+                nn.AdaptiveAvgPool2d(5), nn.Flatten(),
+                nn.Linear(16 * 5 * 5, 120), nn.ReLU(), nn.Linear(120, 84),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[1] == 1:
+            x = x.expand(-1, 3, -1, -1)
+        return self.net(x)
+
+
 def make_encoder(spec: EncoderSpec = "flatten", *, seed: int = 0) -> nn.Module:
-    """Build the module for ``spec`` ("flatten", "resnet18" or a module, returned as is)."""
+    """Build the module for ``spec`` ("flatten", "resnet18", "lenet" or a module, returned
+    as is)."""
     name = _name(spec)
     if name is None:
         return spec  # type: ignore[return-value]
     if name == "flatten":
         return nn.Flatten()
+    if name == "lenet":
+        return _LeNetFeatures(seed)
     return _ResNet18Features(seed)
 
 

@@ -229,6 +229,23 @@ def test_resnet18_is_seeded_without_touching_the_global_rng():
     assert np.array_equal(a, b) and not np.allclose(a, c)
 
 
+def test_lenet_gives_84_seeded_features_for_color_and_gray_images(fake_root):
+    fashion = load_dataset("fashion_mnist", root=fake_root, encoder="lenet", **SMALL)
+    cifar = sources.load_cifar10(root=fake_root, encoder="LeNet", verify_checksums=False,
+                                 device="cpu", **SMALL)
+    for x in (cifar[0], cifar[4], fashion.x_train, fashion.x_test):
+        assert x.shape[1] == 84 and x.dtype == np.float32 and np.isfinite(x).all()
+        assert x.std(axis=0).max() > 0
+    assert fashion.meta["encoder"] == "lenet"
+    images = torch.rand(4, 3, 32, 32)
+    before = torch.random.get_rng_state()
+    a = encoders.encode(images, "lenet", seed=0)
+    assert torch.equal(torch.random.get_rng_state(), before)
+    b = encoders.encode(images, "lenet", seed=0)
+    c = encoders.encode(images, "lenet", seed=1)
+    assert np.array_equal(a, b) and not np.allclose(a, c)
+
+
 def test_flatten_scales_uint8_and_keeps_float_images():
     pixels = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
     flat = encoders.encode(pixels, "flatten")

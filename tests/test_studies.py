@@ -1,0 +1,113 @@
+"""The study helpers (benchmarks/studies/common.py): intervals, resume, tables. No study
+is run here; one tiny real run checks the row a study writes."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from benchmarks.studies import (
+    common,
+    figures,
+    learnability,
+    marginal_information,
+    non_mdp,
+    weak_signal,
+)
+
+
+def test_mean_ci_is_the_student_t_interval():
+    mean, half, n = common.mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
+    # t(0.975, 4) = 2.7764451, s = sqrt(2.5), half = t * s / sqrt(5)
+    assert (mean, n) == (3.0, 5) and half == pytest.approx(2.7764451 * np.sqrt(0.5), rel=1e-6)
+    assert common.mean_ci([0.5, float("nan"), 0.5])[:2] == (0.5, 0.0)  # NaN left out
+    assert np.isnan(common.mean_ci([0.7])[1]) and common.mean_ci([])[2] == 0
+    assert common.fmt(0.91234, 0.0131) == "0.912 ± 0.013"
+    assert common.fmt(0.25, float("nan"), signed=True) == "+0.250 ± n/a"
+    assert common.cell([]) == "n/a"
+
+
+def _spec(seed: int, updates: int = 5, study: str = "s") -> common.RunSpec:
+    return common.RunSpec(study, {"dataset": "toy", "agent": "a"}, seed, "env", "random",
+                          updates)
+
+
+def test_run_all_resumes_and_reruns_changed_settings(tmp_path, monkeypatch):
+    calls = []
+
+    def fake_execute(spec, before_learning=None):
+        calls.append((spec.seed, spec.updates))
+        return {"study": spec.study, "config": spec.config, "seed": spec.seed,
+                "spec": spec.spec_hash, **spec.fields, "auroc": 0.5 + spec.seed / 10,
+                "gap": 0.1, "robust_acc": 0.8, "seconds": 1.0, "curve": "{}"}
+
+    monkeypatch.setattr(common, "execute", fake_execute)
+    path = tmp_path / "s.csv"
+    common.run_all([_spec(0)], path)  # a study stopped after its first run
+    rows = common.run_all([_spec(0), _spec(1)], path)
+    assert calls == [(0, 5), (1, 5)]  # seed 0 was not run again
+    assert [r["seed"] for r in rows] == [0, 1] and rows[1]["auroc"] == pytest.approx(0.6)
+    common.run_all([_spec(0), _spec(1)], path)
+    assert len(calls) == 2  # everything done: nothing runs
+    rows = common.run_all([_spec(0, updates=9)], path)  # other settings: run again
+    assert calls[-1] == (0, 9) and rows[0]["spec"] == _spec(0, 9).spec_hash
+    assert len(common.read_rows(path)) == 3  # the old rows stay in the file
+    assert _spec(0).config == "dataset=toy;agent=a"
+
+
+def test_markdown_table_and_paired_differences():
+    rows = [{"dataset": "adult", "agent": "marginal", "marginal_info": "on", "seed": s,
+             "auroc": 0.9, "gap": 0.5, "robust_acc": 0.8, "updates": 0, "seconds": 1.0}
+            for s in (0, 1)]
+    rows += [{"dataset": "adult", "agent": "ppo", "marginal_info": mi, "seed": s,
+              "auroc": a, "gap": 0.0, "robust_acc": 0.8, "updates": 40, "seconds": 3.0}
+             for mi, s, a in (("on", 0, 0.8), ("on", 1, 0.7), ("off", 0, 0.5), ("off", 1, 0.5))]
+    text = marginal_information.table(rows)
+    lines = text.splitlines()
+    assert lines[0].startswith("| dataset | agent | marginal info |")
+    assert lines[1] == "|" + "---|" * 10
+    assert "| adult | marginal | on | 0 | 2 | 0.900 ± 0.000 | - |" in text
+    # RL adds: (0.8 - 0.9, 0.7 - 0.9) -> mean -0.15, half t(0.975, 1) * 0.0707 / 1
+    assert "| adult | ppo | on | 40 | 2 | 0.750 ± 0.635 | -0.150 ± 0.635 |" in text
+    assert "| adult | ppo | off | 40 | 2 | 0.500 ± 0.000 | -0.400 ± 0.000 |" in text
+    assert common.markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
+
+
+def test_study_specs_have_unique_keys():
+    args = SimpleNamespace(quick=True, updates=None, draws=None, noise_rate=0.2)
+    lists = [non_mdp.specs([0, 1], {}, True, 0.2),
+             weak_signal.specs(args, [0, 1], {"n_train": 300}),
+             marginal_information.specs([0, 1], {}, True, 0.2),
+             learnability.specs({"adult": ("DataValuation-Adult-v0", {})}, [0, 1], {}, True,
+                                0.2)]
+    for specs in lists:
+        assert len({s.key for s in specs}) == len(specs)
+    assert len(lists[0]) == 2 * 4 * 4 * 2 and len(lists[1]) == 2 * 2 * 5 * 2
+    assert {s.env_kwargs.get("reset_mode") for s in lists[0]} == {"step", "episode", "never"}
+
+
+def test_execute_writes_scores_and_a_curve(tmp_path):
+    spec = common.RunSpec("t", {"agent": "random"}, 0, "DataValuation-Digits-v0", "random", 2,
+                          {"n_train": 100, "predictor": "logistic", "predictor_epochs": 2},
+                          log_points=2)
+    row = common.execute(spec, before_learning=lambda env, s: {"extra": 1.5})
+    assert 0.3 < row["auroc"] < 0.7 and 0 < row["robust_acc"] <= 1 and row["extra"] == 1.5
+    curve = json.loads(row["curve"])
+    assert curve["step"] == [0, 1, 2] and len(curve["auroc"]) == 3
+    common.write_rows(tmp_path / "t.csv", [row])
+    back = common.read_rows(tmp_path / "t.csv")[0]
+    assert back["auroc"] == pytest.approx(row["auroc"]) and back["agent"] == "random"
+    figures.plot_curves([back], ["agent"], "agent", tmp_path / "c.png", "curves")
+    assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_line_and_bar_figures_are_written(tmp_path):
+    figures.plot_lines({"B=64": ([1, 2, 4], [0.1, 0.2, 0.4], [0.01, float("nan"), 0.02])},
+                       tmp_path / "l.png", title="t", xlabel="K", ylabel="SNR", logx=True)
+    figures.plot_bars({"adult": {"on": (["a", "b"], [0.9, 0.6], [0.01, 0.02])}},
+                      tmp_path / "b.png", title="t", ylabel="AUROC",
+                      hlines={"adult": (0.93, "marginal")})
+    assert (tmp_path / "l.png").stat().st_size > 0 and (tmp_path / "b.png").stat().st_size > 0
