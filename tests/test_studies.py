@@ -17,6 +17,7 @@ from benchmarks.studies import (
     non_mdp,
     weak_signal,
 )
+from tests.fake_torchvision import write_fake_cifar10, write_fake_fashion_mnist
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -87,6 +88,37 @@ def test_study_specs_have_unique_keys():
         assert len({s.key for s in specs}) == len(specs)
     assert len(lists[0]) == 2 * 4 * 4 * 2 and len(lists[1]) == 2 * 2 * 5 * 2
     assert {s.env_kwargs.get("reset_mode") for s in lists[0]} == {"step", "episode", "never"}
+
+
+@pytest.mark.filterwarnings("ignore:The validation set has no example")  # tiny files
+def test_image_sets_join_every_study_only_where_their_files_are(tmp_path, monkeypatch):
+    monkeypatch.setenv("DVRL_DATA", str(tmp_path))
+    notes: list[str] = []
+    sets = common.study_datasets(False, notes)
+    assert set(sets) == {"adult", "digits"} and len(notes) == 2
+    assert "CIFAR-10 files not found" in notes[0] and "download=True" in notes[0]
+    assert common.skipped_section(notes).startswith("Skipped: DataValuation-CIFAR10-v0")
+
+    # tiny files in the real formats; the CIFAR-10 ones fail its checksums, so are skipped
+    write_fake_cifar10(tmp_path, n_train_per_batch=6, n_test=20, seed=0)
+    write_fake_fashion_mnist(tmp_path, n_train=30, n_test=20, seed=0)
+    notes = []
+    sets = common.study_datasets(True, notes)
+    assert len(notes) == 1 and "checksum" in notes[0]
+    assert set(sets) == {"adult", "digits", "fashion_mnist"}
+    assert sets["fashion_mnist"] == ("DataValuation-FashionMNIST-v0", {
+        "encoder": "resnet18", "download": False, **common.IMAGE_SIZES_QUICK})
+    specs = non_mdp.specs([0], {"n_train": 300}, True, 0.2, sets)
+    images = [s for s in specs if s.fields["dataset"] == "fashion_mnist"]
+    assert len(images) == len(specs) // 3
+    assert all(s.env_kwargs["encoder"] == "resnet18" and s.env_kwargs["n_train"] == 300
+               for s in images)
+    args = SimpleNamespace(quick=False, updates=None, draws=None, noise_rate=0.2)
+    batches = {s.fields["B"] for s in weak_signal.specs(args, [0], {}, sets)
+               if s.fields["dataset"] == "fashion_mnist"}
+    assert batches == {64, 256, common.IMAGE_SIZES["n_train"]}
+    assert {s.fields["dataset"] for s in marginal_information.specs([0], {}, True, 0.2, sets)} \
+        == set(sets)
 
 
 def test_execute_writes_scores_and_a_curve(tmp_path):

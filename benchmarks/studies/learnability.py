@@ -44,10 +44,8 @@ def feature_sets(quick: bool, notes: list[str]) -> dict[str, tuple[str, dict]]:
     """``{label: (env id, env options)}`` for every feature set available here."""
     sets = {"adult (tabular)": (common.DATASETS["adult"], {}),
             "digits (pixels)": (common.DATASETS["digits"], {})}
-    # image sets at n_train 1000 (300 with --quick, and then LeNet features only): a
-    # predictor fit on 3072 flattened CIFAR pixels costs ~50x one on Adult
-    sizes = {"n_valid": 300, "n_test": 500} if quick else {
-        "n_train": 1000, "n_valid": 500, "n_test": 1000}
+    # with --quick, LeNet features only
+    sizes = common.IMAGE_SIZES_QUICK if quick else common.IMAGE_SIZES
     for name, env_id in common.image_datasets(notes).items():
         for encoder in ["lenet"] if quick else ENCODERS:
             sets[f"{name} ({encoder})"] = (env_id, {"encoder": encoder, "download": False,
@@ -114,7 +112,6 @@ def main(argv: list[str] | None = None) -> int:
     bars = stem.parent / f"{stem.name}_auroc.png"
     bar_plot(rows, bars)
     command = "python benchmarks/studies/learnability.py" + (" --quick" if args.quick else "")
-    skipped = ("Skipped: " + "; ".join(notes)) if notes else "No feature set was skipped."
     common.write_report(stem.with_suffix(".md"), "Hypothesis 4: are per-sample values "
                         "learnable? The supervised ceiling against RL", [
         common.settings_section(args, seeds, env_kwargs, rows, command),
@@ -122,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         "cross-fitted over 5 folds with early stopping (the ceiling for the "
         "architecture); - oracle = agent AUROC minus oracle AUROC on the same seed and "
         "marginal setting. marginal = the marginal information alone (no learning).",
-        skipped, text, common.reference_accuracies(rows, "features"),
+        common.skipped_section(notes), text, common.reference_accuracies(rows, "features"),
         f"![AUROC by feature set]({bars.name})"])
     return 0
 

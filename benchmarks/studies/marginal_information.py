@@ -34,14 +34,18 @@ AGENTS = ["reinforce-k1", "reinforce-k8", "reinforce-k8-skip", "gumbel", "ppo", 
           "oracle"]
 
 
-def specs(seeds: list[int], env_kwargs: dict, quick: bool, noise_rate: float) -> list:
+def specs(seeds: list[int], env_kwargs: dict, quick: bool, noise_rate: float,
+          sets: dict[str, tuple[str, dict]] | None = None) -> list:
+    """``sets``: ``{dataset: (env id, options)}`` (default Adult and Digits)."""
+    sets = sets or {name: (env_id, {}) for name, env_id in common.DATASETS.items()}
     out = []
-    for name, env_id in common.DATASETS.items():
+    for name, (env_id, options) in sets.items():
         runs = [("marginal", True)] + [(a, mi) for a in AGENTS for mi in (True, False)]
         for label, mi in runs:
             fields = {"dataset": name, "agent": label, "marginal_info": "on" if mi else "off"}
             out += [common.agent_spec(STUDY, label, seed, env_id, quick=quick, fields=fields,
-                                      env_kwargs={**env_kwargs, "marginal_information": mi},
+                                      env_kwargs={**env_kwargs, **options,
+                                                  "marginal_information": mi},
                                       noise_rate=noise_rate) for seed in seeds]
     return out
 
@@ -87,7 +91,9 @@ def bar_plot(rows: list[dict], path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = common.parser(__doc__, STUDY).parse_args(argv)
     seeds, env_kwargs, stem = common.setup(args, STUDY)
-    rows = common.run_all(specs(seeds, env_kwargs, args.quick, args.noise_rate),
+    notes: list[str] = []
+    sets = common.study_datasets(args.quick, notes)
+    rows = common.run_all(specs(seeds, env_kwargs, args.quick, args.noise_rate, sets),
                           stem.with_suffix(".csv"))
     text = table(rows)
     print(text)
@@ -106,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     common.write_report(stem.with_suffix(".md"), "Hypothesis 3: is marginal information "
                         "crucial? Every agent with it on and off", [
         common.settings_section(args, seeds, env_kwargs, rows, command),
+        common.skipped_section(notes),
         "marginal = the validation model's probability of each point's given label (no "
         "RL, needs marginal information on). RL adds = agent AUROC - marginal AUROC on "
         "the same seed; for the oracle it is what supervision on the true mask adds. "

@@ -36,11 +36,15 @@ MODES = {"step": {"reset_mode": "step"},
          "never": {"reset_mode": "never"}}
 
 
-def specs(seeds: list[int], env_kwargs: dict, quick: bool, noise_rate: float):
+def specs(seeds: list[int], env_kwargs: dict, quick: bool, noise_rate: float,
+          sets: dict[str, tuple[str, dict]] | None = None):
+    """``sets``: ``{dataset: (env id, options)}`` (default Adult and Digits)."""
+    sets = sets or {name: (env_id, {}) for name, env_id in common.DATASETS.items()}
     return [common.agent_spec(STUDY, label, seed, env_id, quick=quick,
                               fields={"dataset": name, "agent": label, "mode": mode},
-                              env_kwargs={**env_kwargs, **MODES[mode]}, noise_rate=noise_rate)
-            for name, env_id in common.DATASETS.items() for label in AGENTS
+                              env_kwargs={**env_kwargs, **options, **MODES[mode]},
+                              noise_rate=noise_rate)
+            for name, (env_id, options) in sets.items() for label in AGENTS
             for mode in MODES for seed in seeds]
 
 
@@ -64,7 +68,9 @@ def table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = common.parser(__doc__, STUDY).parse_args(argv)
     seeds, env_kwargs, stem = common.setup(args, STUDY)
-    rows = common.run_all(specs(seeds, env_kwargs, args.quick, args.noise_rate),
+    notes: list[str] = []
+    sets = common.study_datasets(args.quick, notes)
+    rows = common.run_all(specs(seeds, env_kwargs, args.quick, args.noise_rate, sets),
                           stem.with_suffix(".csv"))
     text = table(rows)
     print(text)
@@ -78,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     command = "python benchmarks/studies/non_mdp.py" + (" --quick" if args.quick else "")
     common.write_report(stem.with_suffix(".md"), "Hypothesis 1: is DVRL an MDP? Reset modes", [
         common.settings_section(args, seeds, env_kwargs, rows, command),
+        common.skipped_section(notes),
         "Modes: step = predictor restored before every step (official bandit); episode-T = "
         "restored every T steps; never = never restored (episodes cut every 10 steps). "
         "\"AUROC - step mode\": the paired per-seed difference to the same agent in step "

@@ -58,17 +58,22 @@ def measure_gradient(env, spec) -> dict:
             "snr": snr, "snr_per_fit": snr / spec.options["num_samples"]}
 
 
-def specs(args, seeds: list[int], env_kwargs: dict) -> list:
-    datasets = common.DATASETS
-    n_train = env_kwargs.get("n_train", 1000)
-    batches = [64, n_train] if args.quick else [64, 256, n_train]
+def specs(args, seeds: list[int], env_kwargs: dict,
+          sets: dict[str, tuple[str, dict]] | None = None) -> list:
+    """``sets``: ``{dataset: (env id, options)}`` (default Adult and Digits)."""
+    sets = sets or {name: (env_id, {}) for name, env_id in common.DATASETS.items()}
     updates = args.updates or (60 if args.quick else 150)
     draws = args.draws or (32 if args.quick else 64)
-    return [common.RunSpec(STUDY, {"dataset": name, "B": b, "K": k, "draws": draws}, seed,
-                           env_id, "reinforce", updates, {**env_kwargs, "batch_size": b},
-                           {"num_samples": k}, args.noise_rate)
-            for name, env_id in datasets.items() for b in batches for k in KS
-            for seed in seeds]
+    out = []
+    for name, (env_id, options) in sets.items():
+        kwargs = {**env_kwargs, **options}
+        n_train = kwargs.get("n_train", 1000)
+        batches = [64, n_train] if args.quick else [64, 256, n_train]
+        out += [common.RunSpec(STUDY, {"dataset": name, "B": b, "K": k, "draws": draws},
+                               seed, env_id, "reinforce", updates, {**kwargs, "batch_size": b},
+                               {"num_samples": k}, args.noise_rate)
+                for b in batches for k in KS for seed in seeds]
+    return out
 
 
 def table(rows: list[dict]) -> str:
@@ -117,7 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         print("--quick here: B 64 and 300 (full: 64, 256, 1000), 60 updates (full 150), "
               "32 gradient draws (full 64); the --updates and --draws options win.")
-    rows = common.run_all(specs(args, seeds, env_kwargs), stem.with_suffix(".csv"),
+    notes: list[str] = []
+    sets = common.study_datasets(args.quick, notes)
+    rows = common.run_all(specs(args, seeds, env_kwargs, sets), stem.with_suffix(".csv"),
                           before_learning=measure_gradient)
     text = table(rows)
     print(text)
@@ -125,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     common.write_report(stem.with_suffix(".md"), "Hypothesis 2: is the signal too weak? "
                         "Gradient variance against K and B", [
         common.settings_section(args, seeds, env_kwargs, rows, command),
+        common.skipped_section(notes),
         "Gradient columns are measured at the DVE's initial weights over the `draws` "
         "estimates of one fixed batch (selection noise only; see the module docstring). "
         "rel. variance = tr Cov / |mean|^2; SNR = debiased |mean|^2 / tr Cov of one "
