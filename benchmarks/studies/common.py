@@ -301,12 +301,14 @@ def settings_section(args: argparse.Namespace, seeds: list[int], env_kwargs: dic
 IMAGE_SIZES = {"n_train": 1000, "n_valid": 500, "n_test": 1000}
 IMAGE_SIZES_QUICK = {"n_valid": 300, "n_test": 500}
 IMAGE_ENCODER = "resnet18"  # the report's encoder; learnability.py compares three
+# {dataset: (env id, env options)}: what every study runs on, images or not
+TABULAR_SETS = {name: (env_id, {}) for name, env_id in DATASETS.items()}
 
 
 def study_datasets(quick: bool, notes: list[str]) -> dict[str, tuple[str, dict]]:
     """``{dataset: (env id, env options)}``: Adult and Digits always, CIFAR-10 and
     Fashion-MNIST (random-init ResNet-18 features) where their files are here."""
-    sets = {name: (env_id, {}) for name, env_id in DATASETS.items()}
+    sets = dict(TABULAR_SETS)
     sizes = IMAGE_SIZES_QUICK if quick else IMAGE_SIZES
     for name, env_id in image_datasets(notes).items():
         sets[name] = (env_id, {"encoder": IMAGE_ENCODER, "download": False, **sizes})

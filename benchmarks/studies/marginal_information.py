@@ -35,9 +35,8 @@ AGENTS = ["reinforce-k1", "reinforce-k8", "reinforce-k8-skip", "gumbel", "ppo", 
 
 
 def specs(seeds: list[int], env_kwargs: dict, quick: bool, noise_rate: float,
-          sets: dict[str, tuple[str, dict]] | None = None) -> list:
-    """``sets``: ``{dataset: (env id, options)}`` (default Adult and Digits)."""
-    sets = sets or {name: (env_id, {}) for name, env_id in common.DATASETS.items()}
+          sets: dict[str, tuple[str, dict]] = common.TABULAR_SETS) -> list:
+    """``sets``: ``{dataset: (env id, options)}``, e.g. from ``common.study_datasets``."""
     out = []
     for name, (env_id, options) in sets.items():
         runs = [("marginal", True)] + [(a, mi) for a in AGENTS for mi in (True, False)]

@@ -37,9 +37,8 @@ MODES = {"step": {"reset_mode": "step"},
 
 
 def specs(seeds: list[int], env_kwargs: dict, quick: bool, noise_rate: float,
-          sets: dict[str, tuple[str, dict]] | None = None):
-    """``sets``: ``{dataset: (env id, options)}`` (default Adult and Digits)."""
-    sets = sets or {name: (env_id, {}) for name, env_id in common.DATASETS.items()}
+          sets: dict[str, tuple[str, dict]] = common.TABULAR_SETS):
+    """``sets``: ``{dataset: (env id, options)}``, e.g. from ``common.study_datasets``."""
     return [common.agent_spec(STUDY, label, seed, env_id, quick=quick,
                               fields={"dataset": name, "agent": label, "mode": mode},
                               env_kwargs={**env_kwargs, **options, **MODES[mode]},

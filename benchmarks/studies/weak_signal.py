@@ -59,9 +59,8 @@ def measure_gradient(env, spec) -> dict:
 
 
 def specs(args, seeds: list[int], env_kwargs: dict,
-          sets: dict[str, tuple[str, dict]] | None = None) -> list:
-    """``sets``: ``{dataset: (env id, options)}`` (default Adult and Digits)."""
-    sets = sets or {name: (env_id, {}) for name, env_id in common.DATASETS.items()}
+          sets: dict[str, tuple[str, dict]] = common.TABULAR_SETS) -> list:
+    """``sets``: ``{dataset: (env id, options)}``, e.g. from ``common.study_datasets``."""
     updates = args.updates or (60 if args.quick else 150)
     draws = args.draws or (32 if args.quick else 64)
     out = []
