@@ -59,6 +59,19 @@ def test_run_all_resumes_and_reruns_changed_settings(tmp_path, monkeypatch):
     assert _spec(0).config == "dataset=toy;agent=a"
 
 
+def test_a_number_like_spec_hash_is_still_recognised_as_done(tmp_path, monkeypatch):
+    """A hash such as 69007202e6 once read back as a float, so its run was redone (and
+    its row duplicated) on every resume."""
+    path = tmp_path / "s.csv"
+    spec = _spec(0)
+    monkeypatch.setattr(type(spec), "spec_hash", property(lambda self: "69007202e6"))
+    common.write_rows(path, [{"study": spec.study, "config": spec.config, "seed": 0,
+                              "spec": "69007202e6", "auroc": 0.5}])
+    assert common.read_rows(path)[0]["spec"] == "69007202e6"
+    monkeypatch.setattr(common, "execute", lambda *a, **k: pytest.fail("ran a done run"))
+    assert common.run_all([spec], path)[0]["auroc"] == 0.5
+
+
 def test_markdown_table_and_paired_differences():
     rows = [{"dataset": "adult", "agent": "marginal", "marginal_info": "on", "seed": s,
              "auroc": 0.9, "gap": 0.5, "robust_acc": 0.8, "updates": 0, "seconds": 1.0}

@@ -136,7 +136,12 @@ def read_rows(path: Path) -> list[dict]:
     if not Path(path).exists():
         return []
     with open(path, newline="") as f:
-        return [{k: _parse(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        return [{k: v if k in _TEXT_COLUMNS else _parse(v) for k, v in row.items()}
+                for row in csv.DictReader(f)]
+
+
+# a row's identity stays text: a spec hash such as "69007202e6" must not become a float
+_TEXT_COLUMNS = ("study", "config", "spec")
 
 
 def _parse(cell: str | None):
@@ -214,6 +219,12 @@ def fmt(mean: float, half: float, digits: int = 3, signed: bool = False) -> str:
 def cell(values: Iterable[float], digits: int = 3, signed: bool = False) -> str:
     mean, half, _ = mean_ci(values)
     return fmt(mean, half, digits, signed)
+
+
+def outcome_cells(runs: list[dict]) -> list[str]:
+    """The last columns of every study table: gap, robust acc and seconds per run."""
+    return [cell((r["gap"] for r in runs), signed=True), cell(r["robust_acc"] for r in runs),
+            f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"]
 
 
 def group(rows: list[dict], keys: list[str]) -> dict[tuple, list[dict]]:

@@ -78,9 +78,7 @@ def table(rows: list[dict]) -> str:
             common.paired(runs, oracle, ["features", "marginal_info"]), signed=True))
         body.append([features, label, mi, runs[0]["updates"], len(runs),
                      common.cell(r["auroc"] for r in runs), below,
-                     common.cell((r["gap"] for r in runs), signed=True),
-                     common.cell(r["robust_acc"] for r in runs),
-                     f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"])
+                     *common.outcome_cells(runs)])
     return common.markdown_table(
         ["features", "agent", "marginal info", "updates", "seeds", "AUROC", "- oracle",
          "gap", "robust acc", "s / run"], body)

@@ -62,9 +62,7 @@ def table(rows: list[dict]) -> str:
                 common.cell(common.paired(runs, reference, ["dataset"]), signed=True))
         body.append([dataset, label, mi, runs[0]["updates"], len(runs),
                      common.cell(r["auroc"] for r in runs), adds,
-                     common.cell((r["gap"] for r in runs), signed=True),
-                     common.cell(r["robust_acc"] for r in runs),
-                     f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"])
+                     *common.outcome_cells(runs)])
     return common.markdown_table(
         ["dataset", "agent", "marginal info", "updates", "seeds", "AUROC",
          "RL adds (AUROC - marginal)", "gap", "robust acc", "s / run"], body)

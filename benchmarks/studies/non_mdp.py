@@ -56,9 +56,7 @@ def table(rows: list[dict]) -> str:
                  common.cell(common.paired(runs, step, ["dataset", "agent"]), signed=True))
         body.append([dataset, label, mode, runs[0]["updates"], len(runs),
                      common.cell(r["auroc"] for r in runs), delta,
-                     common.cell((r["gap"] for r in runs), signed=True),
-                     common.cell(r["robust_acc"] for r in runs),
-                     f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"])
+                     *common.outcome_cells(runs)])
     return common.markdown_table(
         ["dataset", "agent", "reset mode", "updates", "seeds", "AUROC", "AUROC - step mode",
          "gap", "robust acc", "s / run"], body)

@@ -83,9 +83,7 @@ def table(rows: list[dict]) -> str:
                      common.cell((r["snr"] for r in runs), 3, signed=True),
                      common.cell((r["snr_per_fit"] for r in runs), 3, signed=True),
                      common.cell(r["auroc"] for r in runs),
-                     common.cell((r["gap"] for r in runs), signed=True),
-                     common.cell(r["robust_acc"] for r in runs),
-                     f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"])
+                     *common.outcome_cells(runs)])
     return common.markdown_table(
         ["dataset", "B", "K", "fits", "seeds", "rel. variance", "SNR", "SNR per fit",
          "AUROC", "gap", "robust acc", "s / run"], body)
