@@ -194,3 +194,19 @@ def test_callback_can_stop_learning(toy_dataset):
 def test_load_missing_checkpoint(tmp_path, toy_dataset):
     with pytest.raises(FileNotFoundError, match="No agent checkpoint"):
         agents.load(tmp_path / "nope.pt", DataValuationEnv(toy_dataset, **SMALL_ENV))
+
+
+def test_reward_credit_finds_the_signal_when_the_reward_carries_one(tmp_path):
+    """The benchmark that bounds what RL could add on Adult must not be blind: on the
+    strong-signal toy its per-point credit ranks corrupted labels low."""
+    from benchmarks import reward_credit
+
+    env = strong_signal_env(marginal_information=False)
+    half = np.full(env.dataset.n_train, 0.5)
+    credit = reward_credit.point_credit(env, half, rounds=20, num_samples=8, seed=0)
+    mask = env.dataset.noisy_mask
+    assert detection_auroc(credit, mask) > 0.7
+    pooled = reward_credit.pooled_credit(credit, env.all_observations(), seed=0)
+    assert detection_auroc(pooled, mask) > 0.95
+    with pytest.raises(ValueError, match="num_samples must be >= 2"):
+        reward_credit.point_credit(env, half, rounds=1, num_samples=1, seed=0)
