@@ -56,24 +56,54 @@ def run_one(env_id: str, label: str, seed: int, noise_rate: float, updates: int 
     mask = env.unwrapped.dataset.noisy_mask
     curve = [round(r["auroc"], 3) for r in agent.log_rows if "auroc" in r]
     return {
-        "env": env_id, "agent": label, "seed": seed, "updates": updates,
+        "env": env_id, "env_args": _env_args(env_kwargs), "agent": label, "seed": seed,
+        "updates": updates,
         "auroc": detection_auroc(values, mask), "gap": value_gap(values, mask),
         "mean_value": float(values.mean()), "seconds": time.perf_counter() - start,
         "auroc_curve": json.dumps(curve),
     }
 
 
+def append_row(path: Path, row: dict) -> None:
+    """Append one finished run to ``path`` (written with a header if new), so a stopped
+    benchmark keeps what it measured; refuses a file whose columns differ."""
+    if path.exists() and path.stat().st_size:
+        with open(path, newline="") as f:
+            header = next(csv.reader(f), [])
+        if header != list(row):
+            raise ValueError(f"{path} has the columns {header}, this run writes {list(row)}; "
+                             "pass another --csv.")
+        with open(path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=list(row)).writerow(row)
+        return
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(row))
+        writer.writeheader()
+        writer.writerow(row)
+
+
+def _env_args(env_kwargs: dict) -> str:
+    """The ``--env-arg`` options as one CSV cell, ``""`` for the env's defaults."""
+    return json.dumps(env_kwargs, sort_keys=True) if env_kwargs else ""
+
+
 def summarise(rows: list[dict]) -> str:
-    lines = ["| env | agent | seeds | updates | AUROC median | min | max | clean - corrupted "
-             "| s / run |", "|---|---|---|---|---|---|---|---|---|"]
-    keys = sorted({(r["env"], r["agent"]) for r in rows},
-                  key=lambda k: (k[0], list(AGENTS).index(k[1])))
-    for env_id, label in keys:
-        group = [r for r in rows if (r["env"], r["agent"]) == (env_id, label)]
+    """One line per (env, env options, agent); runs with other env options never mix."""
+    lines = ["| env | env options | agent | seeds | updates | AUROC median | min | max "
+             "| clean - corrupted | s / run |", "|---|---|---|---|---|---|---|---|---|---|"]
+
+    def key(r: dict) -> tuple[str, str, str]:
+        return r["env"], r.get("env_args") or "", r["agent"]
+
+    keys = sorted({key(r) for r in rows},
+                  key=lambda k: (k[0], k[1], list(AGENTS).index(k[2])))
+    for env_id, env_args, label in keys:
+        group = [r for r in rows if key(r) == (env_id, env_args, label)]
         auroc = np.array([float(r["auroc"]) for r in group])
         gap = np.mean([float(r["gap"]) for r in group])
         secs = np.mean([float(r["seconds"]) for r in group])
-        lines.append(f"| {env_id} | {label} | {len(group)} | {group[0]['updates']} | "
+        lines.append(f"| {env_id} | {env_args or 'defaults'} | {label} | {len(group)} | "
+                     f"{group[0]['updates']} | "
                      f"{np.median(auroc):.3f} | {auroc.min():.3f} | {auroc.max():.3f} | "
                      f"{gap:+.3f} | {secs:.0f} |")
     return "\n".join(lines)
@@ -117,12 +147,7 @@ def main(argv: list[str] | None = None) -> int:
             for seed in args.seeds:
                 row = run_one(env_id, label, seed, args.noise_rate, args.updates, env_kwargs)
                 rows.append(row)
-                new = not out.exists()
-                with open(out, "a", newline="") as f:
-                    writer = csv.DictWriter(f, fieldnames=list(row))
-                    if new:
-                        writer.writeheader()
-                    writer.writerow(row)
+                append_row(out, row)
                 print(f"{env_id} {label} seed {seed}: AUROC {row['auroc']:.3f} gap "
                       f"{row['gap']:+.3f} ({row['seconds']:.0f} s) curve {row['auroc_curve']}",
                       flush=True)

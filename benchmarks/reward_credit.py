@@ -49,6 +49,11 @@ import dvrl_env  # noqa: F401  (registers the ids)
 from dvrl_env.evaluation import detection_auroc
 from dvrl_env.vector import make_vector_env
 
+try:
+    from benchmarks.agent_quality import append_row
+except ModuleNotFoundError:  # run as a file
+    from agent_quality import append_row
+
 COMBINATION_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 
@@ -175,12 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             row = run_one(args.env, seed, args)
-            new = not out.exists()
-            with open(out, "a", newline="") as f:  # one line per finished seed
-                writer = csv.DictWriter(f, fieldnames=list(row))
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            append_row(out, row)
             print(f"seed {seed}: marginal {row['marginal']:.3f} credit {row['credit']:.3f} "
                   f"pooled {row['pooled']:.3f} ceiling {row['ceiling']:.3f} "
                   f"(c={row['ceiling_c']:g}) {row['seconds']:.0f} s", flush=True)
