@@ -67,18 +67,17 @@ def run_one(env_id: str, label: str, seed: int, noise_rate: float, updates: int 
 def append_row(path: Path, row: dict) -> None:
     """Append one finished run to ``path`` (written with a header if new), so a stopped
     benchmark keeps what it measured; refuses a file whose columns differ."""
-    if path.exists() and path.stat().st_size:
+    new = not path.exists() or path.stat().st_size == 0
+    if not new:
         with open(path, newline="") as f:
             header = next(csv.reader(f), [])
         if header != list(row):
             raise ValueError(f"{path} has the columns {header}, this run writes {list(row)}; "
                              "pass another --csv.")
-        with open(path, "a", newline="") as f:
-            csv.DictWriter(f, fieldnames=list(row)).writerow(row)
-        return
-    with open(path, "w", newline="") as f:
+    with open(path, "a", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(row))
-        writer.writeheader()
+        if new:
+            writer.writeheader()
         writer.writerow(row)
 
 

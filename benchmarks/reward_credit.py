@@ -46,6 +46,7 @@ from sklearn.model_selection import KFold
 from threadpoolctl import threadpool_limits
 
 import dvrl_env  # noqa: F401  (registers the ids)
+from agents.base import given_label_marginal
 from dvrl_env.evaluation import detection_auroc
 from dvrl_env.vector import make_vector_env
 
@@ -59,8 +60,7 @@ COMBINATION_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
 def given_label_probability(observations: dict) -> np.ndarray:
     """``p_val(y_i | x_i) = 1 - m_{i, y_i}``, clipped to [0.01, 0.99] as the skip DVE does."""
-    m_given = (observations["marginal"] * observations["y"]).sum(-1)
-    return np.clip(1.0 - m_given, 0.01, 0.99)
+    return np.clip(1.0 - given_label_marginal(observations), 0.01, 0.99)
 
 
 def point_credit(env: gym.Env, policy: np.ndarray, *, rounds: int, num_samples: int,
