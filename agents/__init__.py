@@ -8,15 +8,14 @@
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
 import gymnasium as gym
-import torch
 
 from agents.base import Agent, AgentConfig
 from agents.baselines import MarginalInformation, RandomValues, SupervisedOracle
+from agents.checkpoint import CheckpointError, read_checkpoint
 from agents.gumbel import GumbelSoftmax
 from agents.reinforce import Reinforce
 
@@ -63,25 +62,24 @@ def make(name: str, env: gym.Env, *, seed: int = 0, **config) -> Agent:
 
 
 def load(path: str | Path, env: gym.Env) -> Agent:
-    """Restore an agent saved with ``agent.save(path)`` for ``env``."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"No agent checkpoint at {path}.")
-    if _is_sb3_zip(path):  # Stable-Baselines3's own format (torch checkpoints are zips too)
-        from agents import sb3
+    """Restore an agent saved with ``agent.save(path)`` for ``env``.
 
-        return sb3.load_from(path, env)
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    agent = make(checkpoint["agent"], env, seed=checkpoint["seed"], **checkpoint["config"])
-    agent.load_checkpoint(checkpoint)
+    Nothing in the file is executed (:mod:`agents.checkpoint`); a damaged file, a
+    Stable-Baselines3 zip, an unknown agent or a checkpoint trained on other data raises
+    :class:`~agents.checkpoint.CheckpointError` saying which.
+    """
+    checkpoint = read_checkpoint(path)
+    name = checkpoint["agent"]
+    if name not in _REGISTRY:
+        raise CheckpointError(f"{path} holds agent {name!r}, which is not registered here "
+                              f"({names()}); register it with agents.register before loading.")
+    try:
+        agent = make(name, env, seed=checkpoint["seed"], **checkpoint["config"])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: agent {name!r} cannot be built from its saved "
+                              f"options ({err}).") from None
+    agent.load_checkpoint(checkpoint, path)
     return agent
 
 
-def _is_sb3_zip(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return "data" in archive.namelist()  # SB3 keeps its parameters' JSON there
-
-
-__all__ = ["Agent", "AgentConfig", "load", "make", "names", "register"]
+__all__ = ["Agent", "AgentConfig", "CheckpointError", "load", "make", "names", "register"]

@@ -22,9 +22,16 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from agents.checkpoint import (
+    CheckpointError,
+    check_env_identity,
+    env_identity,
+    metadata_json,
+    write_checkpoint,
+)
 from dvrl_env import resolve_device
-from dvrl_env.atomic import atomic_write
 from dvrl_env.evaluation import detection_auroc, value_gap
+from dvrl_env.options import check_options, dataclass_hints
 
 # callback(agent, step, logs) -> False stops learning
 Callback = Callable[["Agent", int, dict], Any]
@@ -64,6 +71,7 @@ class Agent:
         if unknown:
             raise TypeError(f"Unknown option(s) {unknown} for agent {cls.name!r}; "
                             f"valid options: {sorted(fields)}.")
+        config = check_options(f"agent {cls.name!r}", config, dataclass_hints(cls.config_class))
         return cls.config_class(**config)
 
     def seeded_module(self, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -120,20 +128,36 @@ class Agent:
         self._write_log_row(row)
         return row
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a torch checkpoint (loadable with ``weights_only=True``), atomically."""
-        checkpoint = {
+    def save(self, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
+        """Write a checkpoint atomically: tensors and plain values only, loadable with
+        ``torch.load(weights_only=True)`` (:mod:`agents.checkpoint`).
+
+        It holds everything that decides the rest of the run (weights, optimizer, the
+        agent's generator, the env's RNGs and current batch, reward windows), so
+        ``agents.load(path, env).learn(m)`` gives the same values, bit for bit, as going
+        on without stopping. ``metadata`` (JSON-serialisable) is stored alongside.
+        """
+        write_checkpoint(path, {
             "agent": self.name,
             "seed": self.seed,
             "config": dataclasses.asdict(self.config),
             "steps_done": self.steps_done,
+            "generator": self.generator.get_state(),
+            "env": env_identity(self.env),
+            "metadata": metadata_json(metadata),
             "state": self._state_dict(),
-        }
-        atomic_write(path, lambda f: torch.save(checkpoint, f))
+        })
 
-    def load_checkpoint(self, checkpoint: dict) -> None:
+    def load_checkpoint(self, checkpoint: dict, path: str | os.PathLike = "checkpoint") -> None:
+        """Restore what :meth:`save` wrote (as read by ``agents.checkpoint.read_checkpoint``)."""
+        check_env_identity(path, checkpoint["env"], self.env)
         self.steps_done = int(checkpoint["steps_done"])
-        self._load_state_dict(checkpoint["state"])
+        self.generator.set_state(checkpoint["generator"])
+        try:
+            self._load_state_dict(checkpoint["state"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{path} does not fit agent {self.name!r} with these options "
+                                  f"({err}).") from None
 
     # ---- for subclasses --------------------------------------------------------------
     def _update(self) -> dict:
@@ -144,6 +168,7 @@ class Agent:
         raise NotImplementedError
 
     def _state_dict(self) -> dict:
+        """Tensors and plain values: what :meth:`save` stores besides the generator."""
         return {}
 
     def _load_state_dict(self, state: dict) -> None:

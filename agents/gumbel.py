@@ -7,6 +7,7 @@ from collections import deque
 
 import torch
 
+from agents.checkpoint import saved_env_state
 from agents.dve import DVEAgent, DVEConfig, exploration_penalty
 
 
@@ -71,3 +72,15 @@ class GumbelSoftmax(DVEAgent):
         self.optimizer.step()
         return {"reward": float(reward), "metric": info["metric"],
                 "selected": float(hard.mean()), "loss": loss.item()}
+
+    def _state_dict(self) -> dict:
+        return {**super()._state_dict(), "rewards": list(self._rewards),
+                "env": None if self._obs is None else saved_env_state(self.unwrapped)}
+
+    def _load_state_dict(self, state: dict) -> None:
+        super()._load_state_dict(state)
+        self._rewards.clear()
+        self._rewards.extend(float(r) for r in state["rewards"])
+        self._obs = None
+        if state["env"] is not None:
+            self._obs = self.env.reset(options={"state": state["env"]})[0]

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from agents.checkpoint import saved_env_state
 from agents.dve import DVEAgent, DVEConfig, exploration_penalty
 from dvrl_env.vector import make_vector_env
 
@@ -126,6 +127,21 @@ class Reinforce(DVEAgent):
         final = infos.get("final_info", infos)
         metric = float(np.mean(final["metric"])) if "metric" in final else float("nan")
         return torch.as_tensor(rewards, dtype=torch.float32), metric
+
+    # ---- checkpoints -------------------------------------------------------------------
+    def _state_dict(self) -> dict:
+        """The DVE and optimizer, and the env's state once it has a batch (the K copies'
+        when K > 1): restoring it puts the env back on the same batch and RNG stream."""
+        env = self.env.unwrapped if self.vector_env is None else self.vector_env
+        return {**super()._state_dict(),
+                "env": None if self._obs is None else saved_env_state(env)}
+
+    def _load_state_dict(self, state: dict) -> None:
+        super()._load_state_dict(state)
+        self._obs = None
+        if state["env"] is not None:
+            target = self.env if self.vector_env is None else self.vector_env
+            self._obs = target.reset(options={"state": state["env"]})[0]
 
     # ---- observations ------------------------------------------------------------------
     def _reset(self, seed: int | None = None) -> dict:

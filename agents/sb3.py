@@ -2,9 +2,10 @@
 
 The policy is permutation-equivariant: one shared network maps each of the B rows
 ``[x, y, marginal]`` of an observation to a Bernoulli logit (the actor), and the critic
-mean-pools the per-row features over the batch. SB3's ``learn``, logger and zip
-save/load work as usual; :class:`SB3Agent` adds the :class:`~agents.base.Agent`
-interface on top.
+mean-pools the per-row features over the batch. SB3's ``learn`` and logger work as
+usual; :class:`SB3Agent` adds the :class:`~agents.base.Agent` interface on top, and its
+checkpoints are the tensor files every agent writes (SB3's zip pickles Python objects,
+which loading would execute; ``self.model.save`` still writes one for SB3's own tools).
 
 One *update* (what ``learn(total_steps)`` counts) is one SB3 iteration: a rollout of
 ``n_steps`` env steps (each trains one predictor) followed by SB3's training phase
@@ -19,11 +20,7 @@ the env itself draws from its own generator.
 from __future__ import annotations
 
 import dataclasses
-import io
-import json
-import os
 import time
-import zipfile
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -40,9 +37,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from agents.base import Agent, AgentConfig, Callback
-from dvrl_env.atomic import atomic_write
+from agents.checkpoint import global_rng_state, saved_env_state, set_global_rng_state
 
-META_NAME = "dvrl_agent.json"  # our entry in SB3's zip; SB3's loader ignores it
 _CHUNK = 65536  # rows per forward pass when scoring every training point
 
 
@@ -305,33 +301,40 @@ class SB3Agent(Agent):
             out.append(torch.sigmoid(policy.point_logits(obs))[0].cpu())
         return torch.cat(out).numpy()
 
-    def save(self, path: str | os.PathLike) -> None:
-        """SB3's zip (``algorithm.load`` reads it) plus ``dvrl_agent.json`` naming the agent,
-        its seed, config and update count; written atomically at exactly ``path``."""
-        buffer = io.BytesIO()
-        self.model.save(buffer)
-        meta = {"agent": self.name, "seed": self.seed, "steps_done": self.steps_done,
-                "config": dataclasses.asdict(self.config)}
-        with zipfile.ZipFile(buffer, "a") as archive:
-            archive.writestr(META_NAME, json.dumps(meta))
-        atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    # ---- checkpoints: tensors and JSON, never SB3's pickled zip ------------------------
+    def _state_dict(self) -> dict:
+        """The policy and its optimizer, SB3's counters, the last observation, the global
+        RNGs (SB3 samples actions and mini-batches from them) and the env's state."""
+        model = self.model
+        last_obs = None if model._last_obs is None else \
+            {k: torch.as_tensor(v) for k, v in model._last_obs.items()}
+        starts = model._last_episode_starts
+        return {
+            "policy": model.policy.state_dict(),
+            "optimizer": model.policy.optimizer.state_dict(),
+            "num_timesteps": int(model.num_timesteps),
+            "n_updates": int(model._n_updates),
+            "episode_num": int(model._episode_num),
+            "last_obs": last_obs,
+            "last_episode_starts": None if starts is None else torch.as_tensor(starts),
+            "global_rng": global_rng_state(),
+            "env": None if last_obs is None else saved_env_state(self.unwrapped),
+        }
 
-    @classmethod
-    def load_from(cls, path: str | os.PathLike, env: gym.Env) -> SB3Agent:
-        """Restore the agent saved at ``path`` (its own class, whichever ``cls`` is called)."""
-        with zipfile.ZipFile(path) as archive:
-            if META_NAME not in archive.namelist():
-                raise ValueError(f"{path} is an SB3 zip without {META_NAME}: not written by "
-                                 "SB3Agent.save; load a plain SB3 model with PPO.load/A2C.load.")
-            meta = json.loads(archive.read(META_NAME))
-        klass = AGENT_CLASSES.get(meta["agent"])
-        if klass is None or not issubclass(klass, cls):
-            raise ValueError(f"{path} holds agent {meta['agent']!r}, not a {cls.__name__}.")
-        agent = klass(env, seed=meta["seed"], **meta["config"])
-        agent.model = klass.algorithm.load(path, env=env, device=agent.device,
-                                           tensorboard_log=agent._tensorboard_dir())
-        agent.steps_done = int(meta["steps_done"])
-        return agent
+    def _load_state_dict(self, state: dict) -> None:
+        model = self.model
+        model.policy.load_state_dict(state["policy"])
+        model.policy.optimizer.load_state_dict(state["optimizer"])
+        model.num_timesteps = int(state["num_timesteps"])
+        model._n_updates = int(state["n_updates"])
+        model._episode_num = int(state["episode_num"])
+        if state["last_obs"] is not None:
+            model._last_obs = {k: v.numpy() for k, v in state["last_obs"].items()}
+            model._last_episode_starts = state["last_episode_starts"].numpy()
+            if state["env"] is not None:  # through SB3's wrappers, which must see a reset
+                model.env.set_options({"state": state["env"]})
+                model._last_obs = model.env.reset()
+        set_global_rng_state(state["global_rng"])
 
 
 class PPOAgent(SB3Agent):
@@ -365,10 +368,3 @@ class A2CAgent(SB3Agent):
     def _algorithm_kwargs(self) -> dict[str, Any]:
         return {"use_rms_prop": self.config.use_rms_prop}
 
-
-AGENT_CLASSES: dict[str, type[SB3Agent]] = {"ppo": PPOAgent, "a2c": A2CAgent}
-
-
-def load_from(path: str | os.PathLike, env: gym.Env) -> SB3Agent:
-    """Restore a PPO or A2C agent from its zip (what ``agents.load`` calls)."""
-    return SB3Agent.load_from(path, env)

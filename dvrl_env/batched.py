@@ -14,7 +14,14 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
 from dvrl_env.closed_form import uses_closed_form
-from dvrl_env.env import DataValuationEnv, draw_seeds, selection_array
+from dvrl_env.env import (
+    DataValuationEnv,
+    draw_seeds,
+    numpy_generator_from_state,
+    numpy_generator_state,
+    reset_state_option,
+    selection_array,
+)
 from dvrl_env.predictors import PREDICTORS, build_predictor, stacked_epoch_permutations
 from dvrl_env.stacked import StackedPredictors, slot_mask
 
@@ -71,6 +78,11 @@ class DataValuationVectorEnv(VectorEnv):
     ``reset(seed=s)`` seeds sub-env k with ``s + k``, ``reset(seed=[s_0, ...])`` with
     ``s_k``; sub-envs given the same seed move in lockstep (same batches, same initial
     weights, same mini-batch orders).
+
+    ## Saving and restoring
+    As the single env's: :meth:`state_dict` after a reset, and
+    ``reset(options={"state": state})`` on a vector env with the same options and
+    ``num_envs`` continues exactly from there.
     """
 
     metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
@@ -114,6 +126,14 @@ class DataValuationVectorEnv(VectorEnv):
     # ---- Gymnasium API ---------------------------------------------------------------
     def reset(self, *, seed: int | list[int | None] | None = None,
               options: dict | None = None):
+        state = reset_state_option(options, known=("state", "reset_mask"))
+        if state is not None:
+            self._load_state(state)
+            infos: dict = {}
+            rows = self._indices.cpu().numpy()
+            for k in range(self.num_envs):
+                infos = self._add_info(infos, self._reset_info(k, rows[k].copy()), k)
+            return self._observe(self._indices), infos
         seeds = self._seed_list(seed)
         slots = self._reset_slots(dict(options or {}).get("reset_mask"))
         fresh = [k for k in slots if seeds[k] is not None or self._subs[k].generator is None]
@@ -205,6 +225,54 @@ class DataValuationVectorEnv(VectorEnv):
     @property
     def np_random_seed(self) -> tuple[int | None, ...]:
         return tuple(sub.np_random_seed for sub in self._subs)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every sub-env's state and the stacked predictors, once all have been reset."""
+        if not all(sub.ready for sub in self._subs):
+            raise gym.error.ResetNeeded("The vector env has no state before its first reset().")
+        return {
+            "num_envs": self.num_envs,
+            "subs": [{"np_random": numpy_generator_state(sub.np_random),
+                      "np_random_seed": sub.np_random_seed,
+                      "generator": sub.generator.get_state(),
+                      "fixed_baseline": sub.fixed_baseline,
+                      "history": list(sub.history), "t": sub.t} for sub in self._subs],
+            "predictors": self._predictors.state_dict(),
+            "indices": self._indices.cpu().clone(),
+        }
+
+    def _load_state(self, state: dict) -> None:
+        env = self.template
+        try:
+            if state["num_envs"] != self.num_envs:
+                raise ValueError(f"it has {state['num_envs']} sub-envs, this one {self.num_envs}")
+            indices = torch.as_tensor(state["indices"], dtype=torch.long)
+            if indices.shape != (self.num_envs, env.batch_size) or \
+                    int(indices.max()) >= env.n_train:
+                raise ValueError(f"its batches have shape {tuple(indices.shape)}")
+            if self._predictors is None:
+                module = build_predictor(env._predictor_factory, env.dataset.num_features,
+                                         env.dataset.num_classes, 0, self.device)
+                self._predictors = StackedPredictors(
+                    [module] * self.num_envs,
+                    closed_form=uses_closed_form(env._predictor_factory, self.device),
+                    skip_unweighted=env._predictor_factory in PREDICTORS.values())
+            self._predictors.load_state_dict(state["predictors"])
+            for sub, saved in zip(self._subs, state["subs"], strict=True):
+                sub.np_random = numpy_generator_from_state(saved["np_random"])
+                sub.np_random_seed = saved["np_random_seed"]
+                sub.generator = torch.Generator(device=self.device)
+                sub.generator.set_state(saved["generator"])
+                baseline = saved["fixed_baseline"]
+                sub.fixed_baseline = None if baseline is None else float(baseline)
+                sub.history.clear()
+                sub.history.extend(float(v) for v in saved["history"])
+                sub.t, sub.ready = int(saved["t"]), True
+            self._indices = indices.to(self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"The saved vector env state does not fit this env ({err}); it "
+                             "must come from state_dict() of a vector env with the same options "
+                             "and num_envs.") from None
 
     # ---- internals ---------------------------------------------------------------------
     def _seed_list(self, seed) -> list[int | None]:

@@ -7,6 +7,7 @@ environment, agents and evaluation can trust the record.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -59,6 +60,18 @@ class ValuationDataset:
     @property
     def num_features(self) -> int:
         return int(self.x_train.shape[1])
+
+    def fingerprint(self) -> str:
+        """SHA-256 of every split's features and labels (noise included): equal data give
+        equal hashes, whatever file or generator they came from. Checkpoints and runs
+        record it, so values are never read back against other data."""
+        digest = hashlib.sha256()
+        for name in ("x_train", "y_train", "y_train_clean", "x_valid", "y_valid", "x_test",
+                     "y_test"):
+            array = np.ascontiguousarray(getattr(self, name))
+            digest.update(f"{name}{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+        return digest.hexdigest()
 
     def __repr__(self) -> str:
         return (
@@ -199,7 +212,14 @@ def from_arrays(
         )
     if num_classes < 2:
         raise ValueError("Data valuation needs at least two classes; all labels are equal.")
-    missing = sorted(set(range(num_classes)) - set(np.unique(y_valid).tolist()))
+    present = np.unique(y_valid).tolist()
+    if len(present) < 2:
+        raise ValueError(
+            f"The validation set holds a single class ({present[0]}); the reward and the "
+            "marginal information compare classes there, so it needs at least two. Hold out "
+            "a larger or stratified validation split."
+        )
+    missing = sorted(set(range(num_classes)) - set(present))
     if missing:
         warnings.warn(
             f"The validation set has no example of class(es) {missing}; its reward cannot "

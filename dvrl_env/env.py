@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import deque
 from functools import partial
 from typing import Any
@@ -14,6 +15,7 @@ from gymnasium import spaces
 from dvrl_env.closed_form import fit_logistic, uses_closed_form
 from dvrl_env.datasets import ValuationDataset, load_dataset
 from dvrl_env.marginal import marginal_information as compute_marginal_information
+from dvrl_env.options import check_options, signature_hints
 from dvrl_env.predictors import (
     METRICS,
     PREDICTORS,
@@ -101,6 +103,13 @@ class DataValuationEnv(gym.Env):
     ``reset(seed=s)`` seeds the env's ``np_random`` and, from it, an env-local
     ``torch.Generator``; batches, mini-batch orders and the predictor's initial weights
     all come from there, never from the global RNG.
+
+    ## Saving and restoring
+    :meth:`state_dict` holds everything that decides the env's future (its RNGs, current
+    batch, step counter, predictor weights and baselines) as tensors and plain values;
+    ``reset(options={"state": state})`` puts an env built with the same options back
+    there and returns the saved batch's observation, so a run resumed from a checkpoint
+    continues exactly as if it had not stopped.
     """
 
     metadata = {"render_modes": []}
@@ -138,6 +147,7 @@ class DataValuationEnv(gym.Env):
                 f"Unknown option(s) {sorted(unknown)} for DataValuationEnv; valid options: "
                 f"{sorted(self.option_names())}."
             )
+        check_options("DataValuationEnv", options, signature_hints(DataValuationEnv.__init__))
         data_options = {
             "n_train": n_train, "n_valid": n_valid, "n_test": n_test, "noise_rate": noise_rate,
             "root": root, "download": download, "encoder": encoder,
@@ -259,16 +269,23 @@ class DataValuationEnv(gym.Env):
     # ---- Gymnasium API ---------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
+        state = reset_state_option(options)
+        if state is not None:
+            self._load_state(state)
+            return self._observation(self._indices), self._reset_info()
         if seed is not None or self._generator is None:
             self._seed_torch_state()
         elif self.reset_mode != "never":
             restore(self._predictor, self._initial_weights)
         self._t = 0
         self._indices = self._sample_batch()
+        return self._observation(self._indices), self._reset_info()
+
+    def _reset_info(self) -> dict:
         info = {"indices": self._indices.cpu().numpy()}
         if self._fixed_baseline is not None:
             info["baseline"] = self._fixed_baseline
-        return self._observation(self._indices), info
+        return info
 
     def step(self, action):
         if self._indices is None:
@@ -322,6 +339,52 @@ class DataValuationEnv(gym.Env):
     def fixed_baseline(self) -> float | None:
         """The fixed baseline's metric (after the first reset), else None."""
         return self._fixed_baseline
+
+    def state_dict(self) -> dict[str, Any]:
+        """The env's state after a reset, for ``reset(options={"state": ...})``."""
+        if self._indices is None:
+            raise gym.error.ResetNeeded("The env has no state before its first reset().")
+        return {
+            "np_random": numpy_generator_state(self.np_random),
+            "np_random_seed": self._np_random_seed,
+            "generator": self._generator.get_state(),
+            "predictor": {k: v.detach().cpu().clone()
+                          for k, v in self._predictor.state_dict().items()},
+            "initial_weights": [t.detach().cpu().clone() for t in self._initial_weights],
+            "fixed_baseline": self._fixed_baseline,
+            "history": list(self._history),
+            "indices": self._indices.cpu().clone(),
+            "t": self._t,
+        }
+
+    def _load_state(self, state: dict) -> None:
+        try:
+            indices = torch.as_tensor(state["indices"], dtype=torch.long)
+            if indices.shape != (self.batch_size,) or int(indices.max()) >= self.n_train:
+                raise ValueError(f"its batch has shape {tuple(indices.shape)}, this env's "
+                                 f"batch_size is {self.batch_size} of {self.n_train} points")
+            self._np_random = numpy_generator_from_state(state["np_random"])
+            self._np_random_seed = state["np_random_seed"]
+            self._generator = torch.Generator(device=self.device)
+            self._generator.set_state(state["generator"])
+            if self._predictor is None:
+                self._predictor = build_predictor(
+                    self._predictor_factory, self.dataset.num_features,
+                    self.dataset.num_classes, 0, self.device)
+            self._predictor.load_state_dict(state["predictor"])
+            self._initial_weights = [t.to(self.device).clone() for t in state["initial_weights"]]
+            if len(self._initial_weights) != len(self._predictor.state_dict()):
+                raise ValueError("its predictor has another number of weight tensors")
+            baseline = state["fixed_baseline"]
+            self._fixed_baseline = None if baseline is None else float(baseline)
+            self._history = deque((float(v) for v in state["history"]),
+                                  maxlen=max(1, self.baseline_window))
+            self._t = int(state["t"])
+            self._indices = indices.to(self.device)
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"The saved env state does not fit this env ({err}); it must come "
+                             "from env.state_dict() of an env built with the same options.") \
+                from None
 
     # ---- internals ---------------------------------------------------------------------
     def _seed_torch_state(self) -> None:
@@ -382,6 +445,36 @@ def draw_seeds(np_random: np.random.Generator) -> tuple[int, int, int]:
     """The torch generator's, the initial weights' and the fixed baseline's seeds."""
     torch_seed, init_seed, baseline_seed = (int(s) for s in np_random.integers(0, 2**62, size=3))
     return torch_seed, init_seed, baseline_seed
+
+
+def reset_state_option(options: dict | None, known: tuple[str, ...] = ("state",)) -> dict | None:
+    """``options["state"]`` of a reset, after refusing options the env does not know."""
+    if not options:
+        return None
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"Unknown reset option(s) {unknown}; the env takes {list(known)}, "
+                         "e.g. options={'state': env.state_dict()} to restore a saved state.")
+    return options.get("state")
+
+
+def numpy_generator_state(generator: np.random.Generator) -> str:
+    """A NumPy generator's state as JSON text (it holds 128-bit integers)."""
+    return json.dumps(generator.bit_generator.state)
+
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def numpy_generator_from_state(text: str) -> np.random.Generator:
+    """The generator :func:`numpy_generator_state` describes."""
+    state = json.loads(text)
+    kind = state.get("bit_generator")
+    if kind not in _BIT_GENERATORS:
+        raise ValueError(f"unknown NumPy bit generator {kind!r}")
+    bit_generator = getattr(np.random, kind)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
 
 
 def selection_array(action, shape: tuple[int, ...], what: str) -> np.ndarray:

@@ -70,6 +70,24 @@ class StackedPredictors:
             keep = mask.view(-1, *([1] * (current.dim() - 1)))
             current.copy_(torch.where(keep, self.initial[name], current))
 
+    def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
+        """Current and initial weights (CPU copies), for :meth:`load_state_dict`."""
+        def copy_of(tensors):
+            return {k: v.detach().cpu().clone() for k, v in tensors.items()}
+
+        return {"params": copy_of(self.params), "buffers": copy_of(self.buffers),
+                "initial": copy_of(self.initial)}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict) -> None:
+        for key, own in (("params", self.params), ("buffers", self.buffers),
+                         ("initial", self.initial)):
+            saved = state[key]
+            if set(saved) != set(own):
+                raise ValueError(f"its predictors' {key} are {sorted(saved)}, not {sorted(own)}")
+            for name, tensor in own.items():
+                tensor.copy_(saved[name])  # a shape mismatch raises RuntimeError
+
     @property
     def initial_device(self) -> torch.device:
         return next(iter(self.initial.values())).device
