@@ -61,20 +61,26 @@ def make(name: str, env: gym.Env, *, seed: int = 0, **config) -> Agent:
     return _REGISTRY[name](env, seed=seed, **config)
 
 
-def load(path: str | Path, env: gym.Env) -> Agent:
-    """Restore an agent saved with ``agent.save(path)`` for ``env``.
+def load(path: str | Path, env: gym.Env, **overrides) -> Agent:
+    """Restore an agent saved with ``agent.save(path)`` for ``env``; ``overrides`` replace
+    saved options that do not change what it learns (``log_dir``, ``device``).
 
     Nothing in the file is executed (:mod:`agents.checkpoint`); a damaged file, a
     Stable-Baselines3 zip, an unknown agent or a checkpoint trained on other data raises
     :class:`~agents.checkpoint.CheckpointError` saying which.
     """
-    checkpoint = read_checkpoint(path)
+    return from_checkpoint(read_checkpoint(path), env, path, **overrides)
+
+
+def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoint",
+                    **overrides) -> Agent:
+    """:func:`load` for a checkpoint already read with ``read_checkpoint``."""
     name = checkpoint["agent"]
     if name not in _REGISTRY:
         raise CheckpointError(f"{path} holds agent {name!r}, which is not registered here "
                               f"({names()}); register it with agents.register before loading.")
     try:
-        agent = make(name, env, seed=checkpoint["seed"], **checkpoint["config"])
+        agent = make(name, env, seed=checkpoint["seed"], **{**checkpoint["config"], **overrides})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: agent {name!r} cannot be built from its saved "
                               f"options ({err}).") from None
@@ -82,4 +88,5 @@ def load(path: str | Path, env: gym.Env) -> Agent:
     return agent
 
 
-__all__ = ["Agent", "AgentConfig", "CheckpointError", "load", "make", "names", "register"]
+__all__ = ["Agent", "AgentConfig", "CheckpointError", "from_checkpoint", "load", "make", "names",
+           "register"]

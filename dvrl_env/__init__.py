@@ -4,6 +4,10 @@
 >>> env = gym.make("DataValuation-Digits-v0", noise_rate=0.2)
 """
 
+import os
+
+import torch
+
 from dvrl_env.batched import DataValuationVectorEnv
 from dvrl_env.datasets import ValuationDataset, add_label_noise, from_arrays, load_dataset
 from dvrl_env.env import DataValuationEnv
@@ -11,6 +15,18 @@ from dvrl_env.predictors import resolve_device
 from dvrl_env.registration import ENV_IDS, register_envs
 
 register_envs()
+
+
+def _one_thread_after_fork() -> None:
+    """torch's OpenMP thread pool does not survive ``fork``: a forked child that runs a
+    parallel op waits for threads that no longer exist (``gym.make_vec(...,
+    vectorization_mode="async")`` hung after the parent had stepped an env). Forked
+    workers therefore run torch on one thread, as torch's own DataLoader workers do."""
+    torch.set_num_threads(1)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_one_thread_after_fork)
 
 __all__ = [
     "ENV_IDS",

@@ -14,20 +14,24 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import shutil
+import signal
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
 
 import dvrl_env
-from dvrl_env.atomic import atomic_write_text
+from dvrl_env import runs
+from dvrl_env.runs import CHECKPOINT, LOG_FILE, RUN_FILE, RunError
 from dvrl_env.tabular import load_csv
 
-RUN_FILE = "run.json"
-CHECKPOINT = "agent.ckpt"
+#: without --checkpoint-every, a checkpoint is written when this many seconds have passed
+CHECKPOINT_SECONDS = 60.0
+#: exit statuses: a user error, and 128 + the signal that stopped a run
+EXIT_ERROR = 2
 
 
 class UserError(Exception):
@@ -49,24 +53,53 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
     return out
 
 
+def set_threads(count: int) -> None:
+    """One deliberate thread count for torch and the BLAS libraries (see ``--threads``)."""
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    if count < 1:
+        raise UserError(f"--threads must be >= 1, got {count}.")
+    torch.set_num_threads(count)
+    threadpool_limits(count)
+
+
 # ---- building a run -------------------------------------------------------------------
 def build_env(settings: dict) -> gym.Env:
+    """The run's env; warnings about the data (columns taken as categorical, many
+    categories, classes missing from validation) are printed, not lost."""
     env_args = dict(settings["env_args"])
-    try:
-        if settings.get("csv"):
-            dataset = load_csv(settings["csv"], settings["label_column"],
-                               valid=settings.get("valid_csv"), test=settings.get("test_csv"),
-                               noise_rate=settings.get("noise_rate") or 0.0,
-                               seed=env_args.pop("data_seed", 0))
-            return gym.make("DataValuation-v0", dataset=dataset, **env_args)
-        if settings["env"] not in dvrl_env.ENV_IDS:
-            raise UserError(f"Unknown env {settings['env']!r}; choose one of "
-                            f"{sorted(dvrl_env.ENV_IDS)} (or --csv for your own table).")
-        if settings.get("noise_rate") is not None:
-            env_args.setdefault("noise_rate", settings["noise_rate"])
-        return gym.make(settings["env"], **env_args)
-    except (ValueError, TypeError, FileNotFoundError) as err:
-        raise UserError(str(err)) from None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            env = _make_env(settings, env_args)
+        except (ValueError, TypeError, FileNotFoundError) as err:
+            # gym.make appends the kwargs to a TypeError: the first part says it all
+            raise UserError(str(err).split(" was raised from the environment creator")[0]) \
+                from None
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            print(f"dvrl: warning: {warning.message}", file=sys.stderr)
+    return env
+
+
+def _make_env(settings: dict, env_args: dict) -> gym.Env:
+    if settings.get("csv"):
+        from dvrl_env.options import check_option
+
+        seed = check_option("--env-arg", "data_seed", env_args.pop("data_seed", 0), int)
+        dataset = load_csv(settings["csv"], settings["label_column"],
+                           valid=settings.get("valid_csv"), test=settings.get("test_csv"),
+                           noise_rate=settings.get("noise_rate") or 0.0, seed=seed,
+                           missing_values=settings.get("missing_values") or (),
+                           drop_columns=settings.get("drop_columns") or ())
+        return gym.make("DataValuation-v0", dataset=dataset, **env_args)
+    if settings["env"] not in dvrl_env.ENV_IDS:
+        raise UserError(f"Unknown env {settings['env']!r}; choose one of "
+                        f"{sorted(dvrl_env.ENV_IDS)} (or --csv for your own table).")
+    if settings.get("noise_rate") is not None:
+        env_args.setdefault("noise_rate", settings["noise_rate"])
+    return gym.make(settings["env"], **env_args)
 
 
 def build_agent(settings: dict, env: gym.Env, out: Path):
@@ -76,83 +109,218 @@ def build_agent(settings: dict, env: gym.Env, out: Path):
         raise UserError(f"Unknown agent {settings['agent']!r}; choose one of {agents.names()}.")
     try:
         return agents.make(settings["agent"], env, seed=settings["seed"],
-                           log_dir=str(out / "log"), **settings["agent_args"])
+                           log_dir=log_dir(out), **settings["agent_args"])
     except (ValueError, TypeError) as err:
         raise UserError(str(err)) from None
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
+def log_dir(out: Path) -> str:
+    return str(out.resolve() / LOG_FILE.parent)
+
+
+def check_new_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out {out} is a file, not a directory.")
-    if out.exists() and any(out.iterdir()) and not overwrite:
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
         what = "another run" if (out / RUN_FILE).exists() else "other files"
         raise UserError(f"--out {out} is not empty (it holds {what}); choose a new directory, "
                         f"pass --overwrite to replace it, or --resume {out} to continue it.")
+    runs.check_out_dir(out)
 
 
-def clear_previous_run(out: Path) -> None:
-    """For ``--overwrite``: remove what an earlier run wrote to ``out``, so that its log
-    rows and figures cannot mix with the new run's; other files are left alone."""
-    from dvrl_env import report
+class Stopper:
+    """SIGINT and SIGTERM during learning: the first asks the agent to stop after the
+    update in progress (so the checkpoint is a state the run really passed through);
+    a second aborts at once, keeping the last checkpoint."""
 
-    for name in (RUN_FILE, CHECKPOINT, *report.OUTPUT_FILES):
-        (out / name).unlink(missing_ok=True)
-    shutil.rmtree(out / report.LOG_FILE.parent, ignore_errors=True)
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signal: int | None = None
+        self._previous: dict = {}
+
+    def __enter__(self) -> Stopper:
+        for sig in self.SIGNALS:
+            self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum: int, frame) -> None:
+        if self.signal is not None:
+            raise KeyboardInterrupt
+        self.signal = signum
+
+
+class Checkpointer:
+    """The callback that saves the checkpoint every ``every`` updates (or, without it,
+    every CHECKPOINT_SECONDS) and stops learning when a signal came."""
+
+    def __init__(self, out: Path, settings: dict, stopper: Stopper, every: int | None):
+        self.path = out / CHECKPOINT
+        self.metadata = {"run": json.loads(json.dumps(runs.identity(settings)))}
+        self.stopper, self.every = stopper, every
+        self.last = time.monotonic()
+
+    def __call__(self, agent, step: int, logs: dict) -> bool:
+        if self.stopper.signal is not None:
+            return False  # saved after learn returns
+        due = (step % self.every == 0) if self.every else \
+            time.monotonic() - self.last >= CHECKPOINT_SECONDS
+        if due:
+            self.save(agent)
+        return True
+
+    def save(self, agent) -> None:
+        agent.save(self.path, metadata=self.metadata)
+        self.last = time.monotonic()
 
 
 # ---- commands -------------------------------------------------------------------------
+RESUME_FIXED = (("--env", "env"), ("--csv", "csv"), ("--label-column", "label_column"),
+                ("--valid-csv", "valid_csv"), ("--test-csv", "test_csv"),
+                ("--noise-rate", "noise_rate"), ("--agent", "agent"), ("--seed", "seed"),
+                ("--out", "out"), ("--env-arg", "env_arg"), ("--agent-arg", "agent_arg"),
+                ("--overwrite", "overwrite"), ("--missing-value", "missing_value"),
+                ("--drop-column", "drop_column"))
+
+
 def cmd_value(args: argparse.Namespace) -> int:
+    if args.steps is not None and args.steps < 0:
+        raise UserError(f"--steps must be >= 0, got {args.steps}.")
+    if args.checkpoint_every is not None and args.checkpoint_every < 1:
+        raise UserError(f"--checkpoint-every must be >= 1 update, got {args.checkpoint_every}.")
+    return resume_run(args) if args.resume else new_run(args)
+
+
+def new_run(args: argparse.Namespace) -> int:
+    if args.out is None:
+        raise UserError("--out DIR is required (where values, metrics and plots go).")
+    if args.csv and args.label_column is None:
+        raise UserError("--csv needs --label-column NAME (the column holding the labels).")
+    out = Path(args.out)
+    existed = out.exists()
+    check_new_out(out, args.overwrite)
+    settings = {
+        "env": None if args.csv else (args.env or DEFAULT_ENV), "csv": args.csv,
+        "label_column": args.label_column, "valid_csv": args.valid_csv,
+        "test_csv": args.test_csv, "noise_rate": args.noise_rate,
+        "missing_values": args.missing_value, "drop_columns": args.drop_column,
+        "env_args": parse_assignments(args.env_arg, "--env-arg"),
+        "agent": args.agent or DEFAULT_AGENT,
+        "agent_args": parse_assignments(args.agent_arg, "--agent-arg"),
+        "steps": DEFAULT_STEPS if args.steps is None else args.steps,
+        "seed": 0 if args.seed is None else args.seed,
+        "threads": 1 if args.threads is None else args.threads,
+    }
+    set_threads(settings["threads"])
+    try:
+        env = build_env(settings)
+        agent = build_agent(settings, env, out)
+        if existed:  # --overwrite, now that the settings are valid
+            runs.remove_run_files(out, _output_files())
+        settings = runs.record_inputs(settings)
+        settings["dataset_sha256"] = env.unwrapped.dataset.fingerprint()
+        runs.write_settings(out, settings)
+        return execute(out, settings, env, agent, args)
+    except BaseException:
+        if not (out / CHECKPOINT).exists():  # nothing worth resuming: leave no trace
+            runs.remove_run_files(out, _output_files())
+            if not existed and out.is_dir() and not any(out.iterdir()):
+                out.rmdir()
+        raise
+
+
+def resume_run(args: argparse.Namespace) -> int:
+    import agents
+    from agents.checkpoint import read_checkpoint
+
+    out = Path(args.resume)
+    conflicts = [flag for flag, name in RESUME_FIXED
+                 if getattr(args, name) not in (None, [], False)]
+    settings = runs.read_settings(out)
+    if conflicts:
+        raise UserError(f"--resume {out} continues the run as {RUN_FILE} records it (agent "
+                        f"{settings['agent']!r}, seed {settings['seed']}); {', '.join(conflicts)} "
+                        "cannot change it. Start a new run with --out for other settings.")
+    runs.check_inputs(settings, out)
+    if args.threads is not None and args.threads != settings.get("threads", 1):
+        print(f"dvrl: warning: the run used --threads {settings.get('threads', 1)}; with "
+              f"{args.threads} its floats may round differently from an uninterrupted run.",
+              file=sys.stderr)
+    set_threads(args.threads or settings.get("threads", 1))
+    env = build_env(settings)
+    runs.check_dataset(settings, env.unwrapped.dataset.fingerprint(), out)
+    path = out / CHECKPOINT
+    if path.exists():
+        checkpoint = read_checkpoint(path)
+        check_checkpoint_run(checkpoint, settings, path)
+        agent = agents.from_checkpoint(checkpoint, env, path, log_dir=log_dir(out))
+    else:
+        agent = build_agent(settings, env, out)
+    steps = settings["steps"] if args.steps is None else args.steps
+    if steps < agent.steps_done:
+        raise UserError(f"--steps {steps} is fewer than the {agent.steps_done} updates the run "
+                        f"in {out} has done; give --steps >= {agent.steps_done} (or none to "
+                        f"finish its {settings['steps']}).")
+    settings["steps"] = steps
+    last_logged = runs.truncate_log(out, agent.steps_done)
+    if not args.quiet:
+        print(resume_note(out, agent.steps_done, steps, last_logged, path.exists()),
+              file=sys.stderr)
+    runs.write_settings(out, settings)
+    return execute(out, settings, env, agent, args)
+
+
+def check_checkpoint_run(checkpoint: dict, settings: dict, path: Path) -> None:
+    """The checkpoint must be this run's: same agent, seed, data and options."""
+    saved = json.loads(checkpoint["metadata"]).get("run")
+    current = json.loads(json.dumps(runs.identity(settings)))
+    if checkpoint["agent"] != settings["agent"] or saved != current:
+        differ = sorted(k for k in current if (saved or {}).get(k) != current[k])
+        raise UserError(f"{path} belongs to another run (agent {checkpoint['agent']!r}; its "
+                        f"settings differ from {RUN_FILE} in {differ or ['agent']}). Put this "
+                        "run's checkpoint back, or delete it to restart the run from update 0.")
+
+
+def resume_note(out: Path, done: int, steps: int, last_logged: int | None,
+                had_checkpoint: bool) -> str:
+    start = (f"resuming {out} from its checkpoint at update {done} of {steps}" if had_checkpoint
+             else f"{out} has no checkpoint yet: starting again from update 0 of {steps}")
+    if last_logged is not None and last_logged > done:
+        start += (f"; the log had reached update {last_logged}, so {last_logged - done} "
+                  "updates were lost and are redone")
+    return start + "."
+
+
+def execute(out: Path, settings: dict, env: gym.Env, agent, args: argparse.Namespace) -> int:
+    """Learn up to ``settings["steps"]`` with periodic checkpoints, then write the
+    outputs (staged: all or none of them appear)."""
     from dvrl_env import report
 
-    if args.resume:
-        out = Path(args.resume)
-        if not (out / RUN_FILE).is_file():
-            raise UserError(f"--resume {out}: no {RUN_FILE} there; it is not a dvrl run directory.")
-        settings = json.loads((out / RUN_FILE).read_text())
-        if args.steps is not None:
-            settings["steps"] = args.steps
-    else:
-        if args.out is None:
-            raise UserError("--out DIR is required (where values, metrics and plots go).")
-        if args.csv and args.label_column is None:
-            raise UserError("--csv needs --label-column NAME (the column holding the labels).")
-        out = Path(args.out)
-        check_out_dir(out, args.overwrite)
-        settings = {
-            "env": None if args.csv else args.env, "csv": args.csv,
-            "label_column": args.label_column, "valid_csv": args.valid_csv,
-            "test_csv": args.test_csv, "noise_rate": args.noise_rate,
-            "env_args": parse_assignments(args.env_arg, "--env-arg"),
-            "agent": args.agent, "agent_args": parse_assignments(args.agent_arg, "--agent-arg"),
-            "steps": 100 if args.steps is None else args.steps, "seed": args.seed,
-        }
     start = time.perf_counter()
-    env = build_env(settings)
-    agent = build_agent(settings, env, out)
-    if not args.resume and out.is_dir():  # --overwrite, now that the settings are valid
-        clear_previous_run(out)
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / RUN_FILE, json.dumps(settings, indent=2))
-    if args.resume and (out / CHECKPOINT).exists():
-        import agents
-
-        agent = agents.load(out / CHECKPOINT, env)
-        agent.config.log_dir = str(out / "log")
-    remaining = max(0, settings["steps"] - agent.steps_done)
-    try:
-        agent.learn(remaining, progress_bar=not args.quiet)
-    except KeyboardInterrupt:
-        agent.save(out / CHECKPOINT)
-        report.write_values(out, env.unwrapped.dataset, agent.data_values())
-        print(f"\ninterrupted after {agent.steps_done} of {settings['steps']} updates; the "
+    dataset = env.unwrapped.dataset
+    stopper = Stopper()
+    checkpointer = Checkpointer(out, settings, stopper, args.checkpoint_every)
+    remaining = settings["steps"] - agent.steps_done
+    with stopper:
+        agent.learn(remaining, progress_bar=not args.quiet, callback=checkpointer)
+    checkpointer.save(agent)
+    values = agent.data_values()
+    if stopper.signal is not None:
+        with runs.staged(out) as stage:
+            report.write_values(stage, dataset, values)
+        name = signal.Signals(stopper.signal).name
+        print(f"\n{name}: stopped after {agent.steps_done} of {settings['steps']} updates; the "
               f"checkpoint and values so far are in {out}.\nresume with: dvrl value --resume "
               f"{shlex.quote(str(out))}", file=sys.stderr)
-        return 130
-    agent.save(out / CHECKPOINT)
-    values = agent.data_values()
-    elapsed = time.perf_counter() - start
-    metrics = report.write_run(out, env.unwrapped.dataset, values, settings,
-                               seconds=elapsed, steps_done=agent.steps_done)
+        return 128 + stopper.signal
+    with runs.staged(out) as stage:
+        metrics = report.write_run(stage, dataset, values, settings,
+                                   seconds=time.perf_counter() - start,
+                                   steps_done=agent.steps_done, log_file=out / LOG_FILE)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
@@ -162,14 +330,30 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from dvrl_env import report
 
     out = Path(args.run_dir)
-    if not (out / RUN_FILE).is_file():
-        raise UserError(f"{out} is not a dvrl run directory (no {RUN_FILE}).")
-    settings = json.loads((out / RUN_FILE).read_text())
+    settings = runs.read_settings(out)
+    runs.check_inputs(settings, out)
+    set_threads(args.threads or settings.get("threads", 1))
     env = build_env(settings)
-    metrics = report.evaluate_dir(out, env.unwrapped.dataset, settings)
+    dataset = env.unwrapped.dataset
+    runs.check_dataset(settings, dataset.fingerprint(), out)
+    try:
+        values = report.read_values(out, dataset)
+    except (FileNotFoundError, ValueError) as err:
+        raise UserError(str(err)) from None
+    previous = runs.read_json_output(out / report.METRICS_FILE) or {}
+    with runs.staged(out) as stage:
+        metrics = report.write_run(stage, dataset, values, settings,
+                                   seconds=previous.get("seconds"),
+                                   steps_done=previous.get("steps_done"), log_file=out / LOG_FILE)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
+
+
+def _output_files() -> tuple[str, ...]:
+    from dvrl_env import report
+
+    return report.OUTPUT_FILES
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -185,29 +369,49 @@ def cmd_agents(args: argparse.Namespace) -> int:
     return 0
 
 
+DEFAULT_ENV = "DataValuation-Digits-v0"
+DEFAULT_AGENT = "reinforce"
+DEFAULT_STEPS = 100
+THREADS_HELP = ("torch and BLAS threads (default 1: these models are small, and more threads "
+                "than free cores slow a busy machine down many times)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dvrl", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     value = sub.add_parser("value", help="learn data values and evaluate them")
-    value.add_argument("--env", default="DataValuation-Digits-v0", help="a registered env id")
+    value.add_argument("--env", help=f"a registered env id (default {DEFAULT_ENV})")
     value.add_argument("--csv", help="your own training table instead of --env")
     value.add_argument("--label-column", help="the label column of --csv")
     value.add_argument("--valid-csv", help="clean validation table (default: hold out 20%%)")
     value.add_argument("--test-csv", help="test table (default: hold out 20%%)")
     value.add_argument("--noise-rate", type=float, default=None,
                        help="flip this fraction of training labels (to measure detection)")
-    value.add_argument("--agent", default="reinforce")
-    value.add_argument("--steps", type=int, default=None, help="agent updates (default 100)")
-    value.add_argument("--seed", type=int, default=0)
+    value.add_argument("--missing-value", action="append", default=[], metavar="WORD",
+                       help="with --csv: a cell spelling that means missing, besides the "
+                            "empty cell and NA, N/A, NaN, null, None, ?, missing")
+    value.add_argument("--drop-column", action="append", default=[], metavar="NAME",
+                       help="with --csv: leave this column out (e.g. an identifier)")
+    value.add_argument("--agent", help=f"an agent name (default {DEFAULT_AGENT})")
+    value.add_argument("--steps", type=int, default=None,
+                       help=f"agent updates (default {DEFAULT_STEPS}; with --resume: the new "
+                            "total)")
+    value.add_argument("--seed", type=int, help="the agent's seed (default 0)")
     value.add_argument("--out", help="output directory")
     value.add_argument("--env-arg", action="append", default=[], metavar="KEY=VALUE")
     value.add_argument("--agent-arg", action="append", default=[], metavar="KEY=VALUE")
     value.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    value.add_argument("--resume", metavar="DIR", help="continue an interrupted run")
+    value.add_argument("--resume", metavar="DIR",
+                       help="continue a stopped run from its last checkpoint")
+    value.add_argument("--checkpoint-every", type=int, metavar="N",
+                       help="write the checkpoint every N updates (default: every "
+                            f"{CHECKPOINT_SECONDS:.0f} s)")
+    value.add_argument("--threads", type=int, help=THREADS_HELP)
     value.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     value.set_defaults(func=cmd_value)
     evaluate = sub.add_parser("evaluate", help="recompute metrics and plots of a finished run")
     evaluate.add_argument("run_dir")
+    evaluate.add_argument("--threads", type=int, help=THREADS_HELP)
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
     sub.add_parser("envs", help="list env ids").set_defaults(func=cmd_envs)
@@ -216,12 +420,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from agents.checkpoint import CheckpointError
+
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except UserError as err:
-        print(f"dvrl: error: {err}", file=sys.stderr)
-        return 2
+    except (UserError, RunError) as err:
+        return error(str(err))
+    except CheckpointError as err:
+        return error(f"{err} (a run restarts from update 0 once its {CHECKPOINT} is deleted)")
+    except OSError as err:
+        where = f" {err.filename}" if err.filename else ""
+        return error(f"could not write{where}: {err.strerror or err}. Free space or choose "
+                     "another --out, then run again (a run with a checkpoint continues with "
+                     "dvrl value --resume DIR).")
+    except KeyboardInterrupt:
+        print("\ndvrl: aborted; the last checkpoint, if any, is kept (dvrl value --resume "
+              "DIR continues from it).", file=sys.stderr)
+        return 128 + signal.SIGINT
+
+
+def error(message: str) -> int:
+    print(f"dvrl: error: {message}", file=sys.stderr)
+    return EXIT_ERROR
 
 
 if __name__ == "__main__":

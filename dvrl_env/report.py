@@ -17,11 +17,11 @@ import numpy as np
 from dvrl_env import evaluation, plots
 from dvrl_env.atomic import atomic_write_text
 from dvrl_env.datasets import ValuationDataset
+from dvrl_env.runs import LOG_FILE
 
 VALUES_FILE = "values.csv"
 METRICS_FILE = "metrics.json"
 REPORT_FILE = "report.md"
-LOG_FILE = Path("log") / "progress.csv"
 FIGURE_FILES = ("discovery.png", "value_histogram.png", "remove_high_low.png",
                 "robust_learning.png", "value_trajectory.png")
 OUTPUT_FILES = (VALUES_FILE, METRICS_FILE, REPORT_FILE, *FIGURE_FILES)
@@ -32,34 +32,67 @@ def noise_known(dataset: ValuationDataset) -> bool:
 
 
 def write_values(out: Path, dataset: ValuationDataset, values: np.ndarray) -> Path:
-    """One row per training point: its index in the training set (and, for a CSV, its
-    data row in the training file), the label as used, the value, and ``corrupted``
-    when the noise mask is known. Values keep full precision, so re-reading is exact."""
-    label_names = dataset.meta.get("label_names")
-    csv_rows = dataset.meta.get("train_rows")
-    header = ["index", *(["csv_row"] if csv_rows else []), "label", "value",
-              *(["corrupted"] if noise_known(dataset) else [])]
+    """One row per training point: its index in the training set (and, for a CSV, the
+    line of the training file it came from), the label as used, the value, and
+    ``corrupted`` when the noise mask is known. Values keep full precision, so
+    re-reading is exact."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    for i, (label, value) in enumerate(zip(dataset.y_train, values, strict=True)):
-        row = [i, *([csv_rows[i]] if csv_rows else []),
-               label_names[label] if label_names else int(label), repr(float(value))]
-        if noise_known(dataset):
-            row.append(int(dataset.noisy_mask[i]))
-        writer.writerow(row)
+    csv.writer(buffer, lineterminator="\n").writerows(_value_rows(dataset, values))
     return atomic_write_text(out / VALUES_FILE, buffer.getvalue())
 
 
-def read_values(out: Path, n_train: int) -> np.ndarray:
+def _value_rows(dataset: ValuationDataset, values: np.ndarray | None) -> list[list]:
+    """values.csv as rows, header first (``value`` cells None when ``values`` is None)."""
+    label_names = dataset.meta.get("label_names")
+    csv_lines = dataset.meta.get("train_lines")
+    known = noise_known(dataset)
+    rows: list[list] = [["index", *(["csv_line"] if csv_lines else []), "label", "value",
+                         *(["corrupted"] if known else [])]]
+    for i, label in enumerate(dataset.y_train):
+        value = None if values is None else repr(float(values[i]))
+        rows.append([i, *([csv_lines[i]] if csv_lines else []),
+                     label_names[label] if label_names else int(label), value,
+                     *([int(dataset.noisy_mask[i])] if known else [])])
+    return rows
+
+
+def read_values(out: Path, dataset: ValuationDataset) -> np.ndarray:
+    """The values of ``out/values.csv``, after checking every row against ``dataset``:
+    its index, label (and CSV line) must be the ones :func:`write_values` writes, so a
+    shuffled, edited or foreign file is refused instead of scored."""
     path = out / VALUES_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing; the run did not finish writing its values.")
-    with open(path) as f:
-        values = np.array([float(row["value"]) for row in csv.DictReader(f)])
-    if len(values) != n_train:
-        raise ValueError(f"{path} holds {len(values)} values but the dataset has {n_train} "
-                         "training points; it belongs to another run.")
+        raise FileNotFoundError(f"{path} is missing: the run stopped before writing its "
+                                f"values; finish it with dvrl value --resume {out}.")
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise ValueError(f"{path} cannot be read ({err}).") from None
+    expected = _value_rows(dataset, None)
+    if not rows or rows[0] != expected[0]:
+        raise ValueError(f"{path} has columns {rows[0] if rows else []}, expected "
+                         f"{expected[0]}: it is damaged or belongs to another run.")
+    if len(rows) - 1 != dataset.n_train:
+        raise ValueError(f"{path} holds {len(rows) - 1} rows but the data have "
+                         f"{dataset.n_train} training points: it is truncated or belongs to "
+                         "another run.")
+    value_at = expected[0].index("value")
+    values = np.empty(dataset.n_train)
+    for i, (row, want) in enumerate(zip(rows[1:], expected[1:], strict=True)):
+        given = [cell for j, cell in enumerate(row) if j != value_at]
+        wanted = [str(cell) for j, cell in enumerate(want) if j != value_at]
+        if given != wanted:
+            raise ValueError(f"{path}, row {i + 1} reads {row}, but the run's data say "
+                             f"{wanted} (besides the value): the file was edited, shuffled or "
+                             "belongs to another run.")
+        try:
+            values[i] = float(row[value_at])
+        except ValueError:
+            raise ValueError(f"{path}, row {i + 1}: the value {row[value_at]!r} is not a "
+                             "number; the file is damaged.") from None
+    if not np.isfinite(values).all():
+        raise ValueError(f"{path} holds NaN or infinite values; the file is damaged.")
     return values
 
 
@@ -76,8 +109,10 @@ def compute_metrics(dataset: ValuationDataset, values: np.ndarray) -> dict:
     return metrics
 
 
-def write_figures(out: Path, dataset: ValuationDataset, values: np.ndarray, title: str) -> list:
-    """The PNGs, from recomputed results (cheap next to learning)."""
+def write_figures(out: Path, dataset: ValuationDataset, values: np.ndarray, title: str,
+                  log_file: Path | None = None) -> list:
+    """The PNGs, from recomputed results (cheap next to learning); the value trajectory
+    when ``log_file`` (default ``out/log/progress.csv``) exists."""
     mask = dataset.noisy_mask if noise_known(dataset) else None
     figures = [plots.plot_value_histogram(evaluation.value_histogram(values, mask),
                                           out / "value_histogram.png", title),
@@ -88,9 +123,10 @@ def write_figures(out: Path, dataset: ValuationDataset, values: np.ndarray, titl
     if mask is not None:
         figures.insert(0, plots.plot_discovery(evaluation.discovery_curve(dataset, values),
                                                out / "discovery.png", title))
-    if (out / LOG_FILE).is_file():
+    log_file = out / LOG_FILE if log_file is None else log_file
+    if log_file.is_file():
         fraction = float(mask.mean()) if mask is not None else None
-        trajectory = evaluation.value_trajectory(out / LOG_FILE, noise_fraction=fraction)
+        trajectory = evaluation.value_trajectory(log_file, noise_fraction=fraction)
         figures.append(plots.plot_value_trajectory(trajectory, out / "value_trajectory.png",
                                                    title))
     return [Path(f).name for f in figures]
@@ -102,26 +138,15 @@ def run_title(settings: dict) -> str:
 
 
 def write_run(out: Path, dataset: ValuationDataset, values: np.ndarray, settings: dict, *,
-              seconds: float, steps_done: int) -> dict:
+              seconds: float | None, steps_done: int | None,
+              log_file: Path | None = None) -> dict:
+    """values.csv, metrics.json, the figures and report.md into ``out``."""
     write_values(out, dataset, values)
-    metrics = {"settings": settings, "steps_done": steps_done, "seconds": round(seconds, 2),
+    metrics = {"settings": settings, "steps_done": steps_done,
+               "seconds": None if seconds is None else round(seconds, 2),
                **compute_metrics(dataset, values)}
-    return _finish(out, dataset, values, metrics)
-
-
-def evaluate_dir(out: Path, dataset: ValuationDataset, settings: dict) -> dict:
-    values = read_values(out, dataset.n_train)
-    previous = {}
-    if (out / METRICS_FILE).is_file():
-        previous = json.loads((out / METRICS_FILE).read_text())
-    metrics = {"settings": settings, "steps_done": previous.get("steps_done"),
-               "seconds": previous.get("seconds"), **compute_metrics(dataset, values)}
-    return _finish(out, dataset, values, metrics)
-
-
-def _finish(out: Path, dataset: ValuationDataset, values: np.ndarray, metrics: dict) -> dict:
-    title = run_title(metrics["settings"])
-    metrics["figures"] = write_figures(out, dataset, values, title)
+    title = run_title(settings)
+    metrics["figures"] = write_figures(out, dataset, values, title, log_file)
     atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False))
     atomic_write_text(out / REPORT_FILE, render_report(metrics, dataset, title))
     return metrics

@@ -84,7 +84,7 @@ def check_dataset(settings: dict, fingerprint: str, run_dir: Path) -> None:
                        "data file or the package's loader changed. Start a new run.")
 
 
-def read_run(run_dir: Path) -> dict:
+def read_settings(run_dir: Path) -> dict:
     path = run_dir / RUN_FILE
     if not path.is_file():
         raise RunError(f"{run_dir} is not a dvrl run directory (no {RUN_FILE}).")
@@ -101,7 +101,7 @@ def read_run(run_dir: Path) -> dict:
     return settings
 
 
-def write_run(run_dir: Path, settings: dict) -> None:
+def write_settings(run_dir: Path, settings: dict) -> None:
     atomic_write_text(run_dir / RUN_FILE, json.dumps(settings, indent=2))
 
 

@@ -1,17 +1,43 @@
 """A practitioner's own table: CSV files to a :class:`ValuationDataset`.
 
-Columns are handled as for Adult: a column whose every value parses as a number is
-numeric (min-max scaled with the training split's range), any other column is
-categorical (one-hot over the categories of all files). Nothing is dropped silently:
-an empty cell, or a stray word in a column that is otherwise numeric, is an error that
-names the file, row and column.
+Columns are handled as for Adult. Nothing is dropped or merged silently; the policy:
+
+* **Missing cells** are empty cells and, ignoring case and surrounding spaces, the tokens
+  ``na``, ``n/a``, ``nan``, ``null``, ``none``, ``?`` and ``missing`` (``MISSING_TOKENS``),
+  plus any given with ``missing_values`` (``dvrl value --missing-value TOKEN``).
+* **Numeric columns**: a column is numeric when every non-missing cell, in all files, is a
+  finite number and there is at least one. It is min-max scaled with the training rows'
+  range. Its missing cells get the median of the training rows (those kept for training
+  after any hold-out, taken before scaling), and a column with a missing cell in any file
+  gets an indicator feature ``<column>=missing`` (1.0 where missing) right after it.
+* **Categorical columns**: any other column is one-hot encoded over the categories of all
+  files. Its missing cells are one more category, ``(missing)`` (feature
+  ``<column>=(missing)``), never merged with a real value.
+* A column whose non-missing cells are at least ``NUMERIC_SHARE`` (90%) numbers but holds a
+  few words is an error naming the file, line, column and value: fix the cell, or declare
+  the word missing. A column taken as categorical although some cells are numbers warns,
+  and so does one with more than ``MANY_CATEGORIES`` categories (an identifier column is
+  better dropped with ``drop_columns``, ``dvrl value --drop-column NAME``).
+* **Labels**: when every label is a number, classes are the distinct numbers (``1`` and
+  ``1.0`` are one class), named by their shortest spelling and sorted numerically;
+  otherwise they are the distinct strings. A missing label is an error, and so is a label
+  in the validation or test rows that never occurs in the training rows.
+* **Rows** are named by the line of the file where they start, as an editor shows it: the
+  header is line 1 and blank lines count (they hold no row). Errors say "line N" and
+  ``meta["train_lines"]`` gives the line of each training row.
+
+``meta["columns"]`` records what was decided for each feature column.
 """
 
 from __future__ import annotations
 
 import csv
 import math
-from dataclasses import dataclass
+import shlex
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,39 +46,99 @@ from dvrl_env.datasets import ValuationDataset, from_arrays
 
 HELD_OUT_FRACTION = 0.2
 NUMERIC_SHARE = 0.9  # a column this numeric is taken as numeric; its stray words are errors
+MANY_CATEGORIES = 100  # more categories than this is probably an identifier: warn
+MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "missing"})
+MISSING_CATEGORY = "(missing)"
 
 
 class TableError(ValueError):
-    """A problem with the user's CSV files, with the file, row and column named."""
+    """A problem with the user's CSV files, with the file, line and column named."""
 
 
 @dataclass(frozen=True)
 class Table:
+    """The data rows of one CSV file (cells stripped) and the file line each starts on.
+
+    A subset of the training file held out for validation or test says so in
+    ``held_out_for``, so that messages about it can tell it from the training rows.
+    """
+
     path: Path
     header: list[str]
     rows: list[list[str]]
+    lines: list[int]
+    held_out_for: str | None = None
+
+    def column(self, name: str) -> list[str]:
+        j = self.header.index(name)
+        return [row[j] for row in self.rows]
+
+    def subset(self, index: Iterable[int], held_out_for: str | None = None) -> Table:
+        index = list(index)
+        return replace(self, rows=[self.rows[i] for i in index],
+                       lines=[self.lines[i] for i in index], held_out_for=held_out_for)
+
+    def without(self, columns: Iterable[str]) -> Table:
+        drop = set(columns)
+        keep = [j for j, name in enumerate(self.header) if name not in drop]
+        return replace(self, header=[self.header[j] for j in keep],
+                       rows=[[row[j] for j in keep] for row in self.rows])
 
 
 def read_table(path: str | Path) -> Table:
+    """Read a CSV file, refusing a header with nameless or repeated columns and ragged rows.
+    Blank lines are skipped but counted, so that line numbers match an editor's."""
     path = Path(path)
     if not path.is_file():
         raise TableError(f"CSV file {path} does not exist.")
+    rows, lines = [], []
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
-            rows = [[c.strip() for c in row] for row in reader if any(c.strip() for c in row)]
+            start = reader.line_num + 1  # records may span lines: start after the last read
+            for row in reader:
+                if any(c.strip() for c in row):
+                    rows.append([c.strip() for c in row])
+                    lines.append(start)
+                start = reader.line_num + 1
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise TableError(f"Cannot read {path} as a CSV file: {err}") from None
-    if not header:
+    if not any(header):
         raise TableError(f"{path} is empty; expected a header row and data rows.")
+    _check_header(path, header)
     if not rows:
         raise TableError(f"{path} has a header but no data rows.")
-    for i, row in enumerate(rows):
+    for row, line in zip(rows, lines, strict=True):
         if len(row) != len(header):
-            raise TableError(f"{path}, data row {i + 1}: {len(row)} fields, but the header has "
+            raise TableError(f"{path}, line {line}: {len(row)} fields, but the header has "
                              f"{len(header)}.")
-    return Table(path, header, rows)
+    return Table(path, header, rows, lines)
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    """Columns are found by name, so every one needs a name of its own."""
+    for j, name in enumerate(header):
+        if not name:
+            raise TableError(f"{path}: column {j + 1} has no name in the header; name it, "
+                             "or remove the extra comma if there is no such column.")
+    positions: dict[str, list[int]] = {}
+    for j, name in enumerate(header):
+        positions.setdefault(name, []).append(j + 1)
+    repeated = {name: cols for name, cols in positions.items() if len(cols) > 1}
+    if repeated:
+        clauses = [f"column name {name!r} appears "
+                   f"{'twice' if len(cols) == 2 else f'{len(cols)} times'} in the header "
+                   f"(columns {_and(cols)})" for name, cols in repeated.items()]
+        fix = ("rename one of them" if [len(c) for c in repeated.values()] == [2]
+               else "give every column its own name")
+        raise TableError(f"{path}: {'; '.join(clauses)}; {fix}.")
+
+
+def _and(items: Sequence) -> str:
+    """``1 and 2``, ``1, 2 and 4``."""
+    items = [str(i) for i in items]
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
 def _parse_float(text: str) -> float | None:
@@ -63,22 +149,226 @@ def _parse_float(text: str) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _is_numeric(tables: list[Table], col: str) -> bool:
-    cells = [row[t.header.index(col)] for t in tables for row in t.rows]
-    parsed = sum(_parse_float(c) is not None for c in cells)
-    if parsed == len(cells):
+def _warn(message: str) -> None:
+    """A UserWarning shown at the code that called into this module, not inside it."""
+    frame, level = sys._getframe(1), 2
+    while frame.f_back is not None and frame.f_globals.get("__name__") == __name__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, UserWarning, stacklevel=level)
+
+
+def _as_list(values: Iterable[str], option: str) -> list[str]:
+    """A bare string would be read letter by letter: refuse it."""
+    if isinstance(values, str):
+        raise TypeError(f"{option} takes a list of strings, e.g. {option}=[{values!r}].")
+    return list(values)
+
+
+def _is_missing(cell: str, tokens: frozenset[str]) -> bool:
+    return cell.lower() in tokens
+
+
+def _present(cells: list[str], tokens: frozenset[str]) -> list[str | None]:
+    """The cells, with None for each missing one."""
+    return [None if _is_missing(c, tokens) else c for c in cells]
+
+
+def _number_name(value: float) -> str:
+    """The shortest spelling of a number: ``1.0`` -> ``1``, ``2.5`` -> ``2.5``."""
+    return repr(value + 0.0).removesuffix(".0")  # + 0.0 turns -0.0 into 0.0
+
+
+def _label_encoding(parts: list[Table], column: str,
+                    tokens: frozenset[str]) -> tuple[list[np.ndarray], list[str]]:
+    """Integer labels for each split and the class names.
+
+    Labels that are all numbers are compared as numbers, so ``1`` in one file and ``1.0``
+    in another are one class; every class of the validation and test rows must occur in
+    the training rows, or the predictor could never learn it.
+    """
+    cells = [t.column(column) for t in parts]
+    for t, col in zip(parts, cells, strict=True):
+        for line, cell in zip(t.lines, col, strict=True):
+            if _is_missing(cell, tokens):
+                raise TableError(f"{t.path}, line {line}: the label (column {column!r}) is "
+                                 f"missing ({cell!r}); every row needs one, so fill it in or "
+                                 "remove the row.")
+    numbers = [[_parse_float(c) for c in col] for col in cells]
+    if all(v is not None for col in numbers for v in col):
+        keys, spell = numbers, _number_name
+    else:
+        keys, spell = cells, str
+    classes = sorted({k for col in keys for k in col})
+    names = [spell(k) for k in classes]
+    if len(classes) < 2:
+        raise TableError(f"Label column {column!r} has a single class ({names}); data "
+                         "valuation needs at least two.")
+    index = {k: i for i, k in enumerate(classes)}
+    ys = [np.array([index[k] for k in col], dtype=np.int64) for col in keys]
+    for t, y in zip(parts[1:], ys[1:], strict=True):
+        unseen = sorted(set(y.tolist()) - set(ys[0].tolist()))
+        if unseen:
+            where = (f"{t.path}" if t.held_out_for is None
+                     else f"{t.path} (the rows held out for {t.held_out_for})")
+            raise TableError(f"{where} has label(s) {[names[i] for i in unseen]} that never "
+                             f"occur in the training rows of {parts[0].path}; every class "
+                             "needs training points.")
+    return ys, names
+
+
+@dataclass(frozen=True)
+class ColumnEncoding:
+    """How one feature column becomes features, decided once from all files (categories)
+    and the training rows (median and range), then applied to every split alike."""
+
+    column: str
+    missing: int  # missing cells over all files
+    categories: tuple[str, ...] = ()  # categorical: one feature per category
+    median: float = 0.0  # numeric: fills the missing cells
+    low: float = 0.0  # numeric: (value - low) / scale, the training rows' range
+    scale: float = 1.0
+
+    @property
+    def numeric(self) -> bool:
+        return not self.categories
+
+    @property
+    def feature_names(self) -> list[str]:
+        if self.numeric:
+            return [self.column, *([f"{self.column}=missing"] if self.missing else [])]
+        return [f"{self.column}={v}" for v in self.categories]
+
+    def summary(self) -> dict:
+        """The entry of ``meta["columns"]``."""
+        if self.numeric:
+            return {"kind": "numeric", "missing": self.missing,
+                    **({"imputed": self.median} if self.missing else {})}
+        return {"kind": "categorical", "missing": self.missing,
+                "categories": len(self.categories)}
+
+    def encode(self, cells: list[str | None]) -> np.ndarray:
+        """The features of cells, missing ones as None: shape ``(len(cells), width)``."""
+        if not self.numeric:
+            lookup = {v: k for k, v in enumerate(self.categories)}
+            x = np.zeros((len(cells), len(self.categories)))
+            x[np.arange(len(cells)), [lookup[MISSING_CATEGORY if c is None else c]
+                                      for c in cells]] = 1.0
+            return x
+        missing = np.array([c is None for c in cells], dtype=bool)
+        values = np.array([self.median if c is None else float(c) for c in cells])
+        scaled = (values - self.low) / self.scale
+        return np.column_stack([scaled, missing]) if self.missing else scaled[:, None]
+
+
+def _is_numeric(column: str, parts: list[Table], cells: list[list[str | None]]) -> bool:
+    """Whether a column is numeric; an almost numeric one with a few words is an error, and
+    a categorical one holding some numbers is said, since either may be a data-entry slip."""
+    present = [(t, line, c) for t, col in zip(parts, cells, strict=True)
+               for line, c in zip(t.lines, col, strict=True) if c is not None]
+    words = [(t, line, c) for t, line, c in present if _parse_float(c) is None]
+    if not present:
+        return False
+    if not words:
         return True
-    if parsed >= NUMERIC_SHARE * len(cells):
-        for t in tables:
-            j = t.header.index(col)
-            for i, row in enumerate(t.rows):
-                if _parse_float(row[j]) is None:
-                    what = "an empty cell" if row[j] == "" else f"the value {row[j]!r}"
-                    raise TableError(
-                        f"{t.path}, data row {i + 1}, column {col!r}: {what} in a numeric column; "
-                        "fix or remove that row (missing values are not imputed silently)."
-                    )
+    n_numbers = len(present) - len(words)
+    share = f"{n_numbers / len(present):.0%} ({n_numbers} of {len(present)})"
+    if n_numbers >= NUMERIC_SHARE * len(present):
+        t, line, word = words[0]
+        raise TableError(f"{t.path}, line {line}, column {column!r}: the value {word!r} in a "
+                         f"numeric column ({share} of its non-missing cells are numbers); fix "
+                         f"it, or declare it missing with missing_values=[{word!r}] (dvrl value "
+                         f"--missing-value {shlex.quote(word)}).")
+    if n_numbers:
+        examples = list(dict.fromkeys(w for _, _, w in words))[:3]
+        _warn(f"Column {column!r} was one-hot encoded as categorical although {share} of "
+              f"its non-missing cells are numbers; non-numeric values include "
+              f"{', '.join(map(repr, examples))}. If it is numeric, fix those cells or declare "
+              "them missing with missing_values=[...] (dvrl value --missing-value WORD).")
     return False
+
+
+def _column_encoding(column: str, parts: list[Table], tokens: frozenset[str]) -> ColumnEncoding:
+    """Decide a column's encoding; ``parts[0]`` is the training rows."""
+    cells = [_present(t.column(column), tokens) for t in parts]
+    missing = sum(c is None for col in cells for c in col)
+    if _is_numeric(column, parts, cells):
+        train = np.array([float(c) for c in cells[0] if c is not None])
+        if train.size == 0:
+            raise TableError(f"Column {column!r} has no values in the training rows of "
+                             f"{parts[0].path}, so its missing cells cannot be imputed; fill it "
+                             f"in or drop it with drop_columns=[{column!r}].")
+        low, high = float(train.min()), float(train.max())
+        return ColumnEncoding(column, missing, median=float(np.median(train)), low=low,
+                              scale=high - low if high > low else 1.0)
+    categories = {c for col in cells for c in col if c is not None}
+    if missing:
+        if MISSING_CATEGORY in categories:
+            raise TableError(f"Column {column!r} has missing cells and cells that read "
+                             f"{MISSING_CATEGORY!r}, the category missing cells get; rename "
+                             "that value.")
+        categories.add(MISSING_CATEGORY)
+    return ColumnEncoding(column, missing, categories=tuple(sorted(categories)))
+
+
+def _warn_many_categories(encodings: list[ColumnEncoding], n_rows: int) -> None:
+    """Before encoding: a column with very many categories (an identifier?) makes a wide,
+    useless matrix that may not fit in memory."""
+    n_features = sum(len(e.feature_names) for e in encodings)
+    size = 8 * n_rows * n_features  # float64
+    size_text = f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.1f} MB"
+    for e in encodings:
+        if len(e.categories) > MANY_CATEGORIES:
+            _warn(f"Column {e.column!r} has {len(e.categories)} categories: one-hot encoding "
+                  f"makes {n_features} features, a float64 training+valid+test matrix of "
+                  f"about {size_text}. If it is an identifier, drop it with "
+                  f"drop_columns=[{e.column!r}] (dvrl value --drop-column "
+                  f"{shlex.quote(e.column)}).")
+
+
+def _read_tables(train: str | Path, given: dict[str, str | Path | None], label_column: str,
+                 drop_columns: list[str]) -> tuple[Table, dict[str, Table | None]]:
+    """The training table and the given valid/test tables, with ``drop_columns`` removed
+    and the same columns in every file."""
+    first = read_table(train)
+    header = first.header
+    if label_column not in header:
+        raise TableError(f"Label column {label_column!r} is not in {first.path}; its "
+                         f"columns are {header}.")
+    unknown = [c for c in drop_columns if c not in header]
+    if unknown:
+        raise TableError(f"drop_columns names {unknown}, not columns of {first.path}; its "
+                         f"columns are {header}.")
+    if label_column in drop_columns:
+        raise TableError(f"drop_columns names the label column {label_column!r}.")
+    tables = {name: None if path is None else read_table(path).without(drop_columns)
+              for name, path in given.items()}
+    first = first.without(drop_columns)
+    for t in tables.values():
+        if t is not None and sorted(t.header) != sorted(first.header):
+            raise TableError(f"{t.path} has columns {t.header}, but {first.path} has "
+                             f"{first.header}.")
+    if len(first.header) == 1:
+        raise TableError(f"{first.path} has no feature columns besides {label_column!r}.")
+    return first, tables
+
+
+def _split(train: Table, given: dict[str, Table | None], seed: int) -> list[Table]:
+    """[training rows, valid, test]: a split without its own file is a fraction
+    ``HELD_OUT_FRACTION`` of the training file, drawn with ``seed``."""
+    order = np.random.default_rng(seed).permutation(len(train.rows))
+    n_out = int(round(HELD_OUT_FRACTION * len(train.rows)))
+    splits = {}
+    for name, table in given.items():
+        if table is None:
+            take, order = order[:n_out], order[n_out:]
+            table = train.subset(take, held_out_for=name)
+        splits[name] = table
+    kept = train.subset(np.sort(order))
+    if len(kept.rows) < 2 or not splits["valid"].rows:
+        held_out = [name for name, t in given.items() if t is None]
+        raise TableError(f"{train.path} has too few rows ({len(train.rows)}) to hold out "
+                         f"{', '.join(held_out)}; give --valid-csv and --test-csv.")
+    return [kept, splits["valid"], splits["test"]]
 
 
 def load_csv(
@@ -89,79 +379,32 @@ def load_csv(
     test: str | Path | None = None,
     noise_rate: float = 0.0,
     seed: int = 0,
+    missing_values: Iterable[str] = (),
+    drop_columns: Iterable[str] = (),
 ) -> ValuationDataset:
-    """Build a dataset from CSV files; without ``valid`` (or ``test``) a fraction
-    ``HELD_OUT_FRACTION`` of the training rows is held out for it, drawn with ``seed``
-    (``meta["held_out"]`` says which)."""
-    tables = [read_table(train)]
-    held_out = []
-    for name, path in (("valid", valid), ("test", test)):
-        if path is None:
-            held_out.append(name)
-        else:
-            tables.append(read_table(path))
-    header = tables[0].header
-    if label_column not in header:
-        raise TableError(f"Label column {label_column!r} is not in {tables[0].path}; its "
-                         f"columns are {header}.")
-    for t in tables[1:]:
-        if sorted(t.header) != sorted(header):
-            raise TableError(f"{t.path} has columns {t.header}, but {tables[0].path} has {header}.")
-    features = [c for c in header if c != label_column]
-    if not features:
-        raise TableError(f"{tables[0].path} has no feature columns besides {label_column!r}.")
+    """Build a dataset from CSV files, by the policy of this module's docstring.
 
-    labels = sorted({row[t.header.index(label_column)] for t in tables for row in t.rows})
-    if len(labels) < 2:
-        raise TableError(f"Label column {label_column!r} has a single class ({labels}); data "
-                         "valuation needs at least two.")
-    label_index = {v: i for i, v in enumerate(labels)}
-    numeric = {c: _is_numeric(tables, c) for c in features}
-    categories = {c: sorted({row[t.header.index(c)] for t in tables for row in t.rows})
-                  for c in features if not numeric[c]}
-    names = [c if numeric[c] else f"{c}={v}" for c in features
-             for v in ([None] if numeric[c] else categories[c])]
-
-    def encode(t: Table) -> tuple[np.ndarray, np.ndarray]:
-        x = np.zeros((len(t.rows), len(names)), dtype=np.float64)
-        col = 0
-        for c in features:
-            j = t.header.index(c)
-            if numeric[c]:
-                x[:, col] = [float(row[j]) for row in t.rows]
-                col += 1
-            else:
-                lookup = {v: k for k, v in enumerate(categories[c])}
-                x[np.arange(len(t.rows)), col + np.array([lookup[row[j]] for row in t.rows])] = 1
-                col += len(categories[c])
-        y = np.array([label_index[row[t.header.index(label_column)]] for row in t.rows])
-        return x, y
-
-    x_train, y_train = encode(tables[0])
-    splits = {}
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(y_train))
-    n_out = int(round(HELD_OUT_FRACTION * len(y_train)))
-    for name in held_out:
-        take, order = order[:n_out], order[n_out:]
-        splits[name] = (x_train[take], y_train[take])
-    x_train, y_train = x_train[np.sort(order)], y_train[np.sort(order)]
-    rest = iter(tables[1:])
-    for name in ("valid", "test"):
-        if name not in splits:
-            splits[name] = encode(next(rest))
-    if len(y_train) < 2 or len(splits["valid"][1]) == 0:
-        raise TableError(f"{tables[0].path} has too few rows ({len(tables[0].rows)}) to hold out "
-                         f"{', '.join(held_out)}; give --valid-csv and --test-csv.")
-    num = np.array([numeric[c] for c in features for _ in
-                    ([None] if numeric[c] else categories[c])])
-    low, high = x_train[:, num].min(axis=0), x_train[:, num].max(axis=0)
-    scale = np.where(high > low, high - low, 1.0)
-    for key in ("train", *splits):
-        x = x_train if key == "train" else splits[key][0]
-        x[:, num] = (x[:, num] - low) / scale
-    meta = {"feature_names": names, "label_names": labels, "label_column": label_column,
-            "held_out": held_out, "held_out_fraction": HELD_OUT_FRACTION,
-            "train_rows": np.sort(order).tolist(), "source": str(tables[0].path)}
-    return from_arrays(x_train, y_train, *splits["valid"], *splits["test"], noise_rate=noise_rate,
-                       seed=seed, name=Path(train).stem, num_classes=len(labels), meta=meta)
+    Without ``valid`` (or ``test``) a fraction ``HELD_OUT_FRACTION`` of the training rows
+    is held out for it, drawn with ``seed`` (``meta["held_out"]`` says which).
+    ``missing_values`` adds tokens to ``MISSING_TOKENS``; ``drop_columns`` are removed
+    before anything else.
+    """
+    tokens = MISSING_TOKENS | {v.strip().lower()
+                               for v in _as_list(missing_values, "missing_values")}
+    given = {"valid": valid, "test": test}
+    first, tables = _read_tables(train, given, label_column,
+                                 _as_list(drop_columns, "drop_columns"))
+    parts = _split(first, tables, seed)
+    ys, label_names = _label_encoding(parts, label_column, tokens)
+    encodings = [_column_encoding(c, parts, tokens) for c in first.header if c != label_column]
+    _warn_many_categories(encodings, sum(len(t.rows) for t in parts))
+    xs = [np.hstack([e.encode(_present(t.column(e.column), tokens)) for e in encodings])
+          for t in parts]
+    meta = {"feature_names": [name for e in encodings for name in e.feature_names],
+            "label_names": label_names, "label_column": label_column,
+            "columns": {e.column: e.summary() for e in encodings},
+            "held_out": [name for name, t in tables.items() if t is None],
+            "held_out_fraction": HELD_OUT_FRACTION, "train_lines": parts[0].lines,
+            "source": str(first.path)}
+    return from_arrays(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], noise_rate=noise_rate,
+                       seed=seed, name=Path(train).stem, num_classes=len(label_names), meta=meta)

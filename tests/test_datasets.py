@@ -79,8 +79,16 @@ def test_single_class_is_rejected():
 
 def test_validation_missing_a_class_warns():
     x, y = separable_arrays()
+    y = y + (x[:, 1] > 1)  # three classes; class 2 is rare
+    keep = y[100:] < 2
+    with pytest.warns(UserWarning, match=r"no example of class\(es\) \[2\]"):
+        from_arrays(x[:100], y[:100], x[100:][keep], y[100:][keep], num_classes=3)
+
+
+def test_a_single_class_validation_set_is_refused():
+    x, y = separable_arrays()
     keep = y[100:] == 0
-    with pytest.warns(UserWarning, match=r"no example of class\(es\) \[1\]"):
+    with pytest.raises(ValueError, match=r"validation set holds a single class \(0\).*stratified"):
         from_arrays(x[:100], y[:100], x[100:][keep], y[100:][keep])
 
 

@@ -8,11 +8,10 @@ import zipfile
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import A2C, PPO
 
 import agents
 import dvrl_env
-from agents.sb3 import META_NAME, A2CAgent, PPOAgent, SB3Agent, load_from
+from agents.sb3 import A2CAgent, PPOAgent
 from tests.conftest import separable_arrays
 
 ALGORITHMS = [(PPOAgent, 4), (A2CAgent, 3)]  # (class, n_steps): small, fast rollouts
@@ -77,33 +76,24 @@ def test_callback_false_stops_without_extra_env_step(env, cls, n_steps):
 def test_save_load_round_trip(env, tmp_path, cls, n_steps):
     agent = cls(env, seed=3, n_steps=n_steps, hidden_dim=16)
     agent.learn(2, progress_bar=False)
-    path = tmp_path / "agent.zip"
+    path = tmp_path / "agent.pt"
     agent.save(path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.zip"]  # no temp file left
-    with zipfile.ZipFile(path) as archive:
-        assert META_NAME in archive.namelist()
-
-    for loader in (agents.load, load_from, SB3Agent.load_from, cls.load_from):
-        restored = loader(path, env)
-        assert type(restored) is cls
-        assert restored.steps_done == 2
-        assert restored.config == agent.config
-        np.testing.assert_array_equal(restored.data_values(), agent.data_values())
-
-    plain = cls.algorithm.load(path, env=env)  # still SB3's own format
-    assert isinstance(plain, PPO if cls is PPOAgent else A2C)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["agent.pt"]  # no temp file left
+    assert "data" not in zipfile.ZipFile(path).namelist()  # not SB3's pickled zip
+    restored = agents.load(path, env)
+    assert type(restored) is cls
+    assert restored.steps_done == 2 and restored.model.num_timesteps == 2 * n_steps
+    assert restored.config == agent.config
+    np.testing.assert_array_equal(restored.data_values(), agent.data_values())
     restored.learn(1, progress_bar=False)
     assert restored.steps_done == 3
 
 
-def test_load_checks_the_class(env, tmp_path):
+def test_sb3_zips_are_refused(env, tmp_path):
     agent = A2CAgent(env, seed=0, n_steps=2)
-    agent.save(tmp_path / "a2c.zip")
-    with pytest.raises(ValueError, match="a2c"):
-        PPOAgent.load_from(tmp_path / "a2c.zip", env)
-    agent.model.save(tmp_path / "plain.zip")
-    with pytest.raises(ValueError, match=META_NAME):
-        load_from(tmp_path / "plain.zip", env)
+    agent.model.save(tmp_path / "plain.zip")  # SB3's own format: its 'data' may be pickled
+    with pytest.raises(agents.CheckpointError, match="Stable-Baselines3 zip"):
+        agents.load(tmp_path / "plain.zip", env)
 
 
 @pytest.mark.parametrize("share", [False, True])
