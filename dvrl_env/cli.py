@@ -201,8 +201,6 @@ def new_run(args: argparse.Namespace) -> int:
     if args.csv and args.label_column is None:
         raise UserError("--csv needs --label-column NAME (the column holding the labels).")
     out = Path(args.out)
-    existed = out.exists()
-    check_new_out(out, args.overwrite)
     settings = {
         "env": None if args.csv else (args.env or DEFAULT_ENV), "csv": args.csv,
         "label_column": args.label_column, "valid_csv": args.valid_csv,
@@ -216,6 +214,8 @@ def new_run(args: argparse.Namespace) -> int:
         "threads": 1 if args.threads is None else args.threads,
     }
     set_threads(settings["threads"])
+    existed = out.exists()
+    check_new_out(out, args.overwrite)
     try:
         env = build_env(settings)
         agent = build_agent(settings, env, out)
@@ -423,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     from agents.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # outside learning: as Ctrl-C
     try:
         return args.func(args)
     except (UserError, RunError) as err:
@@ -438,6 +439,12 @@ def main(argv: list[str] | None = None) -> int:
         print("\ndvrl: aborted; the last checkpoint, if any, is kept (dvrl value --resume "
               "DIR continues from it).", file=sys.stderr)
         return 128 + signal.SIGINT
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
 
 
 def error(message: str) -> int:

@@ -83,7 +83,7 @@ def test_csv_run_without_known_noise(tmp_path):
                   "--steps", "1", "--out", str(out), "--quiet")
     assert result.returncode == 0, result.stderr
     rows = read_values(out / "values.csv")
-    assert set(rows[0]) == {"index", "csv_row", "label", "value"}  # no mask: no corrupted
+    assert set(rows[0]) == {"index", "csv_line", "label", "value"}  # no mask: no corrupted
     assert {r["label"] for r in rows} <= {"no", "yes"}
     assert (out / "value_histogram.png").is_file() and (out / "remove_high_low.png").is_file()
     assert not (out / "discovery.png").exists()
@@ -97,26 +97,37 @@ def test_csv_run_without_known_noise(tmp_path):
         (["--csv", "{tmp}/missing.csv", "--label-column", "y"], "does not exist"),
         (["--csv", "{tmp}/train.csv", "--label-column", "label"], "Label column 'label'"),
         (["--csv", "{tmp}/one_class.csv", "--label-column", "y"], "single class"),
-        (["--csv", "{tmp}/garbage.csv", "--label-column", "y"], "the value 'abc'"),
+        (["--csv", "{tmp}/garbage.csv", "--label-column", "y"], "line 41, column 'age': the "
+         "value 'abc'.*--missing-value abc"),
+        (["--csv", "{tmp}/twice.csv", "--label-column", "y"], "column name 'age' appears twice"),
+        (["--csv", "{tmp}/train.csv", "--label-column", "y", "--valid-csv", "{tmp}/one_class.csv"],
+         "validation set holds a single class"),
         (["--env", "DataValuation-MNIST-v0"], r"Unknown env .*DataValuation-Adult-v0"),
         (["--agent", "dqn"], r"Unknown agent 'dqn'; choose one of .*reinforce"),
         (["--env-arg", "bach_size=3"], r"Unknown option\(s\) \['bach_size'\].*batch_size"),
         (["--agent-arg", "num_sample=3"], r"Unknown option\(s\) \['num_sample'\]"),
         (["--env-arg", "batch_size"], "expects key=value"),
+        (["--agent-arg", "num_samples=2.7"],
+         r"num_samples=2.7 of agent 'reinforce': expected an integer, got float 2.7"),
+        (["--agent-arg", "num_samples=abc"], r"num_samples='abc' .*expected an integer"),
+        (["--env-arg", "episode_length=abc"], r"episode_length='abc' .*an integer or null"),
+        (["--env-arg", "metric=3"], r"metric=3 .*expected a string"),
+        (["--steps", "-1"], "--steps must be >= 0"),
     ],
 )
 def test_bad_input_gives_a_message_and_exit_2(tmp_path, capsys, args, message):
     write_csv(tmp_path / "train.csv", people(40))
     write_csv(tmp_path / "one_class.csv", [(20 + i, "oslo", "yes") for i in range(40)])
     write_csv(tmp_path / "garbage.csv", [*people(39), ("abc", "oslo", "no")])
+    write_csv(tmp_path / "twice.csv", people(40), header=("age", "age", "y"))
     args = [a.format(tmp=tmp_path) for a in args]
-    code = cli.main(["value", *args, "--out", str(tmp_path / "out"), "--steps", "1", *TINY_ENV])
+    env = [] if "--csv" in args else TINY_ENV
+    code = cli.main(["value", "--out", str(tmp_path / "out"), "--steps", "1", *env, *args])
     err = capsys.readouterr().err
     assert code == 2 and "dvrl: error:" in err
-    import re
-
     assert re.search(message, err), err
     assert "Traceback" not in err
+    assert not (tmp_path / "out").exists()  # a failed run leaves nothing behind
 
 
 def test_non_empty_out_is_refused_unless_overwrite(finished_run, tmp_path):
@@ -139,28 +150,40 @@ def test_overwrite_replaces_the_earlier_runs_outputs(tmp_path, capsys):
     assert (out / "mine.txt").read_text() == "not a run output"  # not ours: kept
 
 
-def test_interrupted_run_saves_and_resumes(tmp_path):
-    out = tmp_path / "run"
+def start_run(out: Path, *args: str) -> subprocess.Popen:
     command = [str(DVRL)] if DVRL.exists() else [sys.executable, "-m", "dvrl_env"]
-    proc = subprocess.Popen(
-        [*command, "value", "--agent", "reinforce", "--agent-arg", "log_every=1",
-         "--steps", "100000", "--out", str(out), "--noise-rate", "0.2", *TINY_ENV],
+    return subprocess.Popen(
+        [*command, "value", "--agent-arg", "log_every=1", "--out", str(out),
+         "--noise-rate", "0.2", "--quiet", *TINY_ENV, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for_log(out: Path, rows: int, proc: subprocess.Popen, timeout: float = 120) -> None:
     log = out / "log" / "progress.csv"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (log.exists() and len(log.read_text().splitlines()) > 2):
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if log.exists() and len(log.read_text().splitlines()) > rows:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the run did not log {rows} updates in time")
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupted_run_saves_and_resumes(tmp_path, sig, code):
+    out = tmp_path / "run"
+    proc = start_run(out, "--agent", "reinforce", "--steps", "100000")
+    wait_for_log(out, 2, proc)
+    proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err
-    assert "resume with: dvrl value --resume" in err
-    interrupted_at = int(re.search(r"interrupted after (\d+) of 100000 updates", err).group(1))
+    assert proc.returncode == code, err
+    assert "resume with: dvrl value --resume" in err and "Traceback" not in err
+    interrupted_at = int(re.search(r"stopped after (\d+) of 100000 updates", err).group(1))
     assert len(read_values(out / "values.csv")) == 60 and (out / cli.CHECKPOINT).is_file()
     target = interrupted_at + 3
     result = dvrl("value", "--resume", str(out), "--steps", str(target), "--quiet")
     assert result.returncode == 0, result.stderr
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["steps_done"] == target
-    steps = [int(r["step"]) for r in read_values(log)]
-    assert steps == sorted(set(steps)) and steps[-1] == target
+    steps = [int(r["step"]) for r in read_values(out / "log" / "progress.csv")]
+    assert steps == list(range(1, target + 1))  # one series, no update logged twice
     assert np.isfinite([float(r["value"]) for r in read_values(out / "values.csv")]).all()
