@@ -172,6 +172,9 @@ def render_report(metrics: dict, dataset: ValuationDataset, title: str) -> str:
     if held:
         lines.append(f"| held out | {', '.join(held)}: "
                      f"{dataset.meta['held_out_fraction']:.0%} of the training file each |")
+    columns = dataset.meta.get("columns")
+    if columns:
+        lines.append(f"| columns | {column_summary(columns)} |")
     lines += ["", f"Updates: {metrics['steps_done']}, wall time: {metrics['seconds']} s.", "",
               "## Metrics", "", "| metric | value |", "|---|---|"]
     if metrics["noise_known"]:
@@ -191,6 +194,18 @@ def render_report(metrics: dict, dataset: ValuationDataset, title: str) -> str:
     lines += ["", "## Figures", ""]
     lines += [f"![{name}]({name})" for name in metrics["figures"]]
     return "\n".join(lines) + "\n"
+
+
+def column_summary(columns: dict) -> str:
+    """How each CSV column was read (``meta["columns"]`` of :func:`~dvrl_env.load_csv`)."""
+    parts = []
+    for name, info in columns.items():
+        details = [f"{info['categories']} categories"] if "categories" in info else []
+        if info.get("missing"):
+            details.append(f"{info['missing']} missing" + (
+                f", imputed with {info['imputed']:g}" if "imputed" in info else ""))
+        parts.append(f"`{name}` {info['kind']}" + (f" ({', '.join(details)})" if details else ""))
+    return "; ".join(parts)
 
 
 def summary(metrics: dict) -> str:
