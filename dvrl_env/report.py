@@ -1,8 +1,9 @@
 """A finished run's outputs: values.csv, metrics.json, the figures and report.md.
 
-``write_run`` is called by ``dvrl value`` and ``evaluate_dir`` by ``dvrl evaluate``;
-both go through :func:`compute_metrics`, so a re-evaluation reproduces the metrics.
-Every file is written atomically.
+``dvrl value`` and ``dvrl evaluate`` both call :func:`write_run` (into a staging folder,
+see :mod:`dvrl_env.runs`), which goes through :func:`compute_metrics`, so a
+re-evaluation reproduces the metrics; :func:`read_values` reads values.csv back, checked
+row by row against the data. Every file is written atomically.
 """
 
 from __future__ import annotations

@@ -64,21 +64,21 @@ def test_the_crafted_payload_does_run_code_when_unpickled(tmp_path):
     assert marker.exists()
 
 
-def test_a_crafted_sb3_zip_runs_nothing(tmp_path):
-    marker = tmp_path / "ran"
-    path = crafted_sb3_zip(tmp_path / "agent.ckpt", marker)
-    env = gym.make("DataValuation-Adult-v0", **TINY)
-    with pytest.raises(agents.CheckpointError, match="Stable-Baselines3 zip.*pickled"):
-        agents.load(path, env)
-    assert not marker.exists()
-
-
-def test_a_torch_file_with_a_pickled_call_runs_nothing(tmp_path):
-    marker = tmp_path / "ran"
-    path = tmp_path / "agent.ckpt"
+def crafted_torch_file(path: Path, marker: Path) -> Path:
+    """A torch file whose pickle holds an ``os.system`` call."""
     torch.save({"format": "dvrl-agent", "agent": _RunsCommand(f"touch {marker}")}, path)
+    return path
+
+
+@pytest.mark.parametrize(("craft", "message"), [
+    (crafted_sb3_zip, "Stable-Baselines3 zip.*pickled"),
+    (crafted_torch_file, "not a readable dvrl-env agent checkpoint"),
+])
+def test_a_crafted_checkpoint_runs_nothing(tmp_path, craft, message):
+    marker = tmp_path / "ran"
+    path = craft(tmp_path / "agent.ckpt", marker)
     env = gym.make("DataValuation-Adult-v0", **TINY)
-    with pytest.raises(agents.CheckpointError, match="not a readable dvrl-env agent checkpoint"):
+    with pytest.raises(agents.CheckpointError, match=message):
         agents.load(path, env)
     assert not marker.exists()
 
