@@ -430,11 +430,11 @@ def main(argv: list[str] | None = None) -> int:
         return error(str(err))
     except CheckpointError as err:
         return error(f"{err} (a run restarts from update 0 once its {CHECKPOINT} is deleted)")
-    except OSError as err:
-        where = f" {err.filename}" if err.filename else ""
-        return error(f"could not write{where}: {err.strerror or err}. Free space or choose "
-                     "another --out, then run again (a run with a checkpoint continues with "
-                     "dvrl value --resume DIR).")
+    except OSError as err:  # a full disk, a file that vanished: not a bug to trace
+        where = f" ({err.filename})" if err.filename else ""
+        return error(f"{err.strerror or err}{where}. Free space or choose another --out, then "
+                     "run again (a run with a checkpoint continues with dvrl value --resume "
+                     "DIR).")
     except KeyboardInterrupt:
         print("\ndvrl: aborted; the last checkpoint, if any, is kept (dvrl value --resume "
               "DIR continues from it).", file=sys.stderr)

@@ -101,6 +101,8 @@ def test_resume_with_a_crafted_checkpoint_runs_nothing(tmp_path):
     ("reinforce", {"num_samples": 8}),
     ("gumbel", {}),
     ("ppo", {"n_steps": 2}),
+    ("a2c", {"n_steps": 2}),
+    ("oracle", {"eval_every": 1}),
 ])
 def test_resume_gives_the_uninterrupted_values_bit_for_bit(tmp_path, name, config):
     total, stop = 6, 3
@@ -326,7 +328,7 @@ def test_a_full_disk_leaves_no_partial_output(tmp_path, capsys, monkeypatch):
     assert cli.main(["value", "--agent", "random", "--noise-rate", "0.2", "--steps", "2",
                      "--out", str(out), "--quiet", *TINY_ENV]) == 2
     err = capsys.readouterr().err
-    assert "could not write metrics.json: No space left on device" in err
+    assert "No space left on device (metrics.json). Free space" in err
     assert "--resume" in err and len(err.strip().splitlines()) == 1
     left = sorted(p.name for p in out.iterdir())
     assert left == ["agent.ckpt", "run.json"]  # what resuming needs, and no output
