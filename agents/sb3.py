@@ -12,9 +12,10 @@ One *update* (what ``learn(total_steps)`` counts) is one SB3 iteration: a rollou
 (PPO: ``n_epochs`` passes over the rollout in mini-batches of ``batch_size``; A2C: one
 gradient step). ``learn(k)`` runs ``model.learn(total_timesteps=k * n_steps)`` on one env.
 
-Seeding: SB3 seeds Python's, NumPy's and the *global* torch RNG with ``seed`` (at
-construction and again at load), and resets the env with ``seed`` on the first rollout;
-the env itself draws from its own generator.
+Seeding: SB3 seeds Python's, NumPy's and the *global* torch RNG with ``seed`` at
+construction, and resets the env with ``seed`` on the first rollout; the env itself draws
+from its own generator. A checkpoint stores those global RNG states and loading restores
+them, so a resumed agent draws what an uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -328,12 +329,13 @@ class SB3Agent(Agent):
         model.num_timesteps = int(state["num_timesteps"])
         model._n_updates = int(state["n_updates"])
         model._episode_num = int(state["episode_num"])
-        if state["last_obs"] is not None:
-            model._last_obs = {k: v.numpy() for k, v in state["last_obs"].items()}
+        if state["last_obs"] is not None and state["env"] is not None:
+            # the env state goes in through a reset, which SB3's wrappers must see
+            model.env.set_options({"state": state["env"]})
+            model._last_obs = model.env.reset()
             model._last_episode_starts = state["last_episode_starts"].numpy()
-            if state["env"] is not None:  # through SB3's wrappers, which must see a reset
-                model.env.set_options({"state": state["env"]})
-                model._last_obs = model.env.reset()
+        else:  # an env without state_dict: SB3 resets it when learning starts
+            model._last_obs = None
         set_global_rng_state(state["global_rng"])
 
 
