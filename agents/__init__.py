@@ -13,7 +13,7 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from agents.base import Agent, AgentConfig
+from agents.base import Agent, AgentConfig, FitBudget
 from agents.baselines import MarginalInformation, RandomValues, SupervisedOracle
 from agents.checkpoint import CheckpointError, read_checkpoint
 from agents.gumbel import GumbelSoftmax
@@ -88,5 +88,5 @@ def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoi
     return agent
 
 
-__all__ = ["Agent", "AgentConfig", "CheckpointError", "from_checkpoint", "load", "make", "names",
-           "register"]
+__all__ = ["Agent", "AgentConfig", "CheckpointError", "FitBudget", "from_checkpoint", "load",
+           "make", "names", "register"]

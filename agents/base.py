@@ -37,6 +37,20 @@ from dvrl_env.options import check_options, dataclass_hints
 Callback = Callable[["Agent", int, dict], Any]
 
 
+class FitBudget:
+    """A ``learn`` callback that stops learning once the agent has used ``max_fits``
+    predictor fits: agents with different K and batch sizes then compare at equal
+    compute (``agent.learn(10**9, callback=FitBudget(2400))``)."""
+
+    def __init__(self, max_fits: int):
+        if max_fits < 1:
+            raise ValueError(f"max_fits must be >= 1, got {max_fits}.")
+        self.max_fits = int(max_fits)
+
+    def __call__(self, agent: Agent, step: int, logs: dict) -> bool:
+        return agent.fits_used < self.max_fits
+
+
 @dataclasses.dataclass
 class AgentConfig:
     """Options every agent takes; subclasses add their own fields."""
@@ -62,6 +76,7 @@ class Agent:
         self._log_path: Path | None = None
         self._tb_writer = None
         self.generator = torch.Generator().manual_seed(self.seed)
+        self._fits_offset: int | None = None  # the envs' fit count when learning began
 
     # ---- construction helpers --------------------------------------------------------
     @classmethod
@@ -91,6 +106,7 @@ class Agent:
         """Run ``total_steps`` updates (outer iterations), logging every ``log_every``."""
         if total_steps < 0:
             raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
+        self._start_fit_count()
         bar = tqdm(total=total_steps, desc=f"{self.name}", disable=not progress_bar,
                    dynamic_ncols=True)
         start = time.perf_counter()
@@ -109,6 +125,25 @@ class Agent:
             bar.close()
         return self
 
+    @property
+    def fits_used(self) -> int:
+        """Predictor fits this agent's learning has consumed, every env copy counted (the
+        ``fits`` counters of the envs it steps): the budget agents are compared at."""
+        if self._fits_offset is None:
+            return 0
+        return self._env_fits() - self._fits_offset
+
+    def _start_fit_count(self) -> None:
+        if self._fits_offset is None:
+            self._fits_offset = self._env_fits()
+
+    def _env_fits(self) -> int:
+        return sum(int(getattr(env, "fits", 0)) for env in self._stepped_envs())
+
+    def _stepped_envs(self) -> list:
+        """The envs whose steps this agent's learning pays for."""
+        return [self.unwrapped]
+
     def data_values(self) -> np.ndarray:
         """One value per training point, in training-set order; higher is more valuable."""
         values = self._values_from(self.unwrapped.all_observations())
@@ -117,8 +152,8 @@ class Agent:
     def log(self, logs: dict, *, elapsed: float = 0.0) -> dict:
         """Append one row (step, the update's logs, mean value, AUROC) to the CSV log."""
         values = self.data_values()
-        row = {"step": self.steps_done, "time": round(elapsed, 3), **logs,
-               "mean_value": float(values.mean())}
+        row = {"step": self.steps_done, "fits": self.fits_used, "time": round(elapsed, 3),
+               **logs, "mean_value": float(values.mean())}
         mask = getattr(self.unwrapped, "dataset", None)
         mask = None if mask is None else mask.noisy_mask
         if mask is not None and mask.any():
@@ -142,6 +177,7 @@ class Agent:
             "seed": self.seed,
             "config": dataclasses.asdict(self.config),
             "steps_done": self.steps_done,
+            "fits_used": self.fits_used,
             "generator": self.generator.get_state(),
             "env": env_identity(self.env),
             "metadata": metadata_json(metadata),
@@ -158,6 +194,7 @@ class Agent:
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{path} does not fit agent {self.name!r} with these options "
                                   f"({err}).") from None
+        self._fits_offset = self._env_fits() - int(checkpoint["fits_used"])
 
     # ---- for subclasses --------------------------------------------------------------
     def _update(self) -> dict:

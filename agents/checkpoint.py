@@ -26,7 +26,8 @@ from dvrl_env.atomic import atomic_write
 
 FORMAT = "dvrl-agent"
 VERSION = 1
-_FIELDS = {"agent": str, "seed": int, "config": dict, "steps_done": int, "state": dict,
+_FIELDS = {"agent": str, "seed": int, "config": dict, "steps_done": int, "fits_used": int,
+           "state": dict,
            "generator": torch.Tensor, "env": dict, "metadata": str}
 
 

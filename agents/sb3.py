@@ -274,6 +274,7 @@ class SB3Agent(Agent):
         """Run ``total_steps`` updates (SB3 iterations of ``n_steps`` env steps each)."""
         if total_steps < 0:
             raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
+        self._start_fit_count()
         bar = tqdm(total=total_steps, desc=self.name, disable=not progress_bar,
                    dynamic_ncols=True)
         hook = _UpdateCallback(self, bar, callback)

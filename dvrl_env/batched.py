@@ -122,6 +122,7 @@ class DataValuationVectorEnv(VectorEnv):
         self._subs = [_SubEnv(history=deque(maxlen=window)) for _ in range(self.num_envs)]
         self._predictors: StackedPredictors | None = None
         self._indices: torch.Tensor | None = None  # (K, B) training rows of each batch
+        self._fits = 0
 
     # ---- Gymnasium API ---------------------------------------------------------------
     def reset(self, *, seed: int | list[int | None] | None = None,
@@ -163,6 +164,7 @@ class DataValuationVectorEnv(VectorEnv):
         self._train(np.flatnonzero(n_selected > 0).tolist(), self._indices,
                     torch.as_tensor(selection, device=self.device), orders)
         metrics = self._predictors.metrics(env._x_valid, env._y_valid, env.metric)
+        self._fits += k_all
 
         acted = self._indices.cpu().numpy()
         self._indices = torch.stack([self._sample_batch(k) for k in range(k_all)])
@@ -211,6 +213,11 @@ class DataValuationVectorEnv(VectorEnv):
         return self.template.dataset
 
     @property
+    def fits(self) -> int:
+        """Predictor fits of all K sub-envs, counted as :attr:`DataValuationEnv.fits`."""
+        return self._fits
+
+    @property
     def fixed_baselines(self) -> tuple[float | None, ...]:
         return tuple(sub.fixed_baseline for sub in self._subs)
 
@@ -239,6 +246,7 @@ class DataValuationVectorEnv(VectorEnv):
                       "history": list(sub.history), "t": sub.t} for sub in self._subs],
             "predictors": self._predictors.state_dict(),
             "indices": self._indices.cpu().clone(),
+            "fits": self._fits,
         }
 
     def _load_state(self, state: dict) -> None:
@@ -269,6 +277,7 @@ class DataValuationVectorEnv(VectorEnv):
                 sub.history.extend(float(v) for v in saved["history"])
                 sub.t, sub.ready = int(saved["t"]), True
             self._indices = indices.to(self.device)
+            self._fits = int(state["fits"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"The saved vector env state does not fit this env ({err}); it "
                              "must come from state_dict() of a vector env with the same options "
@@ -322,6 +331,7 @@ class DataValuationVectorEnv(VectorEnv):
         else:
             self._predictors.set_initial(modules)
         if env.baseline == "fixed":
+            self._fits += len(fresh)
             n = env.n_train
             generators = [torch.Generator(device=self.device).manual_seed(s)
                           for s in baseline_seeds]

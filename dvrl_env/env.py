@@ -218,6 +218,7 @@ class DataValuationEnv(gym.Env):
         self._history: deque[float] = deque(maxlen=max(1, self.baseline_window))
         self._indices: torch.Tensor | None = None
         self._t = 0
+        self._fits = 0
 
     # ---- construction helpers ------------------------------------------------------
     def constructor_options(self) -> dict[str, Any]:
@@ -307,6 +308,7 @@ class DataValuationEnv(gym.Env):
         baseline = self._baseline_for(metric)
         self._history.append(metric)
         self._t += 1
+        self._fits += 1
         ended = self._t >= self.episode_length
         terminated = ended and self.reset_mode != "never"
         truncated = ended and self.reset_mode == "never"
@@ -336,6 +338,13 @@ class DataValuationEnv(gym.Env):
         return self.dataset.n_train
 
     @property
+    def fits(self) -> int:
+        """Predictor fits this env has performed: one per step (whatever the selection:
+        each step scores a predictor) and one per fixed baseline trained at seeding. The
+        unit of compute in which agents are compared."""
+        return self._fits
+
+    @property
     def fixed_baseline(self) -> float | None:
         """The fixed baseline's metric (after the first reset), else None."""
         return self._fixed_baseline
@@ -355,6 +364,7 @@ class DataValuationEnv(gym.Env):
             "history": list(self._history),
             "indices": self._indices.cpu().clone(),
             "t": self._t,
+            "fits": self._fits,
         }
 
     def _load_state(self, state: dict) -> None:
@@ -380,6 +390,7 @@ class DataValuationEnv(gym.Env):
             self._history = deque((float(v) for v in state["history"]),
                                   maxlen=max(1, self.baseline_window))
             self._t = int(state["t"])
+            self._fits = int(state["fits"])
             self._indices = indices.to(self.device)
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"The saved env state does not fit this env ({err}); it must come "
@@ -404,6 +415,7 @@ class DataValuationEnv(gym.Env):
             self._fixed_baseline = float(self.baseline)
 
     def _train_on_everything(self, seed: int) -> float:
+        self._fits += 1
         generator = torch.Generator(device=self.device).manual_seed(seed)
         self._fit(
             self._predictor, self._obs_tensors["x"], self._y_train,

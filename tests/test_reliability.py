@@ -118,7 +118,7 @@ def test_resume_gives_the_uninterrupted_values_bit_for_bit(tmp_path, name, confi
     resumed = agents.load(tmp_path / "agent.ckpt", gym.make("DataValuation-Adult-v0", **TINY))
     resumed.learn(total - stop, progress_bar=False)
 
-    assert resumed.steps_done == total
+    assert resumed.steps_done == total and resumed.fits_used == uninterrupted.fits_used
     np.testing.assert_array_equal(resumed.data_values(), uninterrupted.data_values())
     assert not np.array_equal(at_stop, uninterrupted.data_values())  # learning went on
 
