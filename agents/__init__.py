@@ -16,6 +16,7 @@ import gymnasium as gym
 from agents.base import Agent, AgentConfig, FitBudget
 from agents.baselines import MarginalInformation, RandomValues, SupervisedOracle
 from agents.checkpoint import CheckpointError, read_checkpoint
+from agents.credit import CreditAgent
 from agents.gumbel import GumbelSoftmax
 from agents.reinforce import Reinforce
 
@@ -23,6 +24,7 @@ AgentFactory = Callable[..., Agent]
 
 _REGISTRY: dict[str, AgentFactory] = {
     "reinforce": Reinforce,
+    "credit": CreditAgent,
     "gumbel": GumbelSoftmax,
     "oracle": SupervisedOracle,
     "marginal": MarginalInformation,

@@ -226,6 +226,19 @@ class DataValuationEnv(gym.Env):
         ``DataValuationEnv(**env.constructor_options())`` builds the same env."""
         return dict(self._options)
 
+    def with_options(self, **changes: Any) -> DataValuationEnv:
+        """A new env on this env's data (shared, not reloaded) with some options changed,
+        e.g. ``env.with_options(batch_size=100)`` for an agent that wants small batches."""
+        unknown = sorted(set(changes) - set(self.option_names()) - {"dataset"})
+        if unknown:
+            raise TypeError(f"Unknown option(s) {unknown}; valid options: "
+                            f"{sorted(self.option_names())}.")
+        options = self.constructor_options()
+        for name in ("n_train", "n_valid", "n_test", "noise_rate", "root", "download",
+                     "encoder", "dataset_options"):
+            options[name] = None  # they built the dataset, which is passed as it is
+        return DataValuationEnv(**{**options, "dataset": self.dataset, **changes})
+
     @staticmethod
     def option_names() -> list[str]:
         import inspect

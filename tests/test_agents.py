@@ -210,3 +210,48 @@ def test_reward_credit_finds_the_signal_when_the_reward_carries_one(tmp_path):
     assert detection_auroc(pooled, mask) > 0.95
     with pytest.raises(ValueError, match="num_samples must be >= 2"):
         reward_credit.point_credit(env, half, rounds=1, num_samples=1, seed=0)
+
+
+def test_credit_agent_separates_corrupted_points_from_the_reward_alone():
+    env = strong_signal_env(marginal_information=False)
+    agent = agents.make("credit", env, seed=0, batch_size=30, num_samples=8)
+    agent.learn(40, progress_bar=False)
+    mask = env.dataset.noisy_mask
+    assert agent.fits_used == 40 * 8 + 8
+    assert detection_auroc(agent.credit, mask) > 0.75  # the raw credit, noisy
+    assert detection_auroc(agent.data_values(), mask) > 0.95  # smoothed, cross-fitted
+    assert value_gap(agent.data_values(), mask) > 0
+
+
+def test_credit_agent_is_cross_fitted():
+    """A point's value never comes from a fit to its own credit: changing one point's
+    credit leaves its own value unchanged."""
+    env = strong_signal_env(marginal_information=False)
+    agent = agents.make("credit", env, seed=0, batch_size=30)
+    agent.learn(5, progress_bar=False)
+    before = agent.data_values().copy()
+    seen = np.flatnonzero(agent.seen > 0)[0]
+    agent.credit_sum[seen] += 1e3 * agent.seen[seen]
+    agent._values = None
+    after = agent.data_values()
+    assert after[seen] == before[seen] and not np.array_equal(after, before)
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ({"num_samples": 1}, "num_samples must be >= 2"),
+    ({"selection_probability": 1.0}, r"selection_probability must lie in \(0, 1\)"),
+    ({"smoother": "knn"}, "Unknown smoother 'knn'"),
+    ({"batch_size": 1}, r"batch_size must lie in 2\.\.n_train=300"),
+])
+def test_credit_agent_options_are_checked(option, message):
+    with pytest.raises(ValueError, match=message):
+        agents.make("credit", strong_signal_env(), seed=0, **option)
+
+
+def test_with_options_shares_the_data():
+    env = strong_signal_env()
+    small = env.with_options(batch_size=10)
+    assert small.dataset is env.dataset and small.batch_size == 10
+    assert small.metric == env.metric and small.predictor_lr == env.predictor_lr
+    with pytest.raises(TypeError, match=r"Unknown option\(s\) \['bach_size'\]"):
+        env.with_options(bach_size=10)
