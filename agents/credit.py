@@ -40,31 +40,44 @@ import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
-from agents.base import Agent, AgentConfig
+from agents.base import Agent, AgentConfig, given_label_marginal
 from agents.checkpoint import saved_env_state
 from dvrl_env.env import DataValuationEnv
 from dvrl_env.vector import make_vector_env
 
 SMOOTHERS = ("ridge", "none")
 RIDGE_ALPHAS = np.logspace(-1, 4, 12)
+#: weights c of the smoothed credit in z(marginal logit) + c z(smoothed credit)
+MARGINAL_MIX = (0.0, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0)
 
 
 @dataclasses.dataclass
 class CreditConfig(AgentConfig):
     num_samples: int = 8
     batch_size: int | None = 100
+    predictor: str | None = "logistic"
+    predictor_lr: float | None = 0.05
     selection_probability: float = 0.5
     smoother: str = "ridge"
     folds: int = 5
+    mix_marginal: bool = True
 
 
 class CreditAgent(Agent):
     """Data values from per-point reward credit, smoothed with cross-fitting.
 
-    Options: ``num_samples`` (K lockstep copies per round, 8), ``batch_size`` (B of the
-    copies, 100; None: the env's own), ``selection_probability`` (p, 0.5),
-    ``smoother`` (``"ridge"`` or ``"none"``), ``folds`` (5), ``log_every``, ``log_dir``.
-    One update is one round: K predictor fits.
+    The utility is the env's reward on copies of the env that share its data, with this
+    agent's batch size and predictor where they are set (None keeps the env's): by
+    default B = 100 and a logistic predictor trained with learning rate 0.05, the choice
+    measured best in ``benchmarks/results/reward_only_*.md`` (with the env's default
+    1e-3, 100 Adam steps barely move a logistic model and the rewards say little).
+
+    Options: ``num_samples`` (K lockstep copies per round, 8), ``batch_size`` (100),
+    ``predictor`` (``"logistic"``), ``predictor_lr`` (0.05), ``selection_probability``
+    (p, 0.5), ``smoother`` (``"ridge"`` or ``"none"``), ``folds`` (5), ``mix_marginal``
+    (True: with marginal information in the env, mix it in as
+    :meth:`_mixed_with_marginal` says), ``log_every``, ``log_dir``. One update is one
+    round: K predictor fits.
     """
 
     name = "credit"
@@ -83,19 +96,30 @@ class CreditAgent(Agent):
             raise ValueError(f"Unknown smoother {c.smoother!r}; choose one of {list(SMOOTHERS)}.")
         if c.folds < 2:
             raise ValueError(f"folds must be >= 2 for cross-fitting, got {c.folds}.")
-        base = self.unwrapped
-        if c.batch_size is not None and isinstance(base, DataValuationEnv) \
-                and c.batch_size != base.batch_size:
-            if not 2 <= c.batch_size <= base.n_train:
-                raise ValueError(f"batch_size must lie in 2..n_train={base.n_train}, got "
-                                 f"{c.batch_size}.")
-            base = base.with_options(batch_size=c.batch_size)
-        self.vector_env = make_vector_env(base, c.num_samples)
+        self.vector_env = make_vector_env(self._utility_env(), c.num_samples)
         n = len(self.unwrapped.all_observations()["x"])
         self.credit_sum = np.zeros(n)
         self.seen = np.zeros(n)
         self._info: dict | None = None
         self._values: np.ndarray | None = None  # cached smoothed values
+        self.marginal_mix: float | None = None  # c of the last mix with the marginal
+
+    def _utility_env(self):
+        """The env whose rewards are the utility: the given one, or a copy on the same data
+        with this agent's batch size and predictor where they differ from the env's."""
+        c, base = self.config, self.unwrapped
+        if not isinstance(base, DataValuationEnv):
+            return base
+        if c.batch_size is not None and not 2 <= c.batch_size <= base.n_train:
+            raise ValueError(f"batch_size must lie in 2..n_train={base.n_train}, got "
+                             f"{c.batch_size}.")
+        options = base.constructor_options()
+        wanted = {"batch_size": c.batch_size, "predictor": c.predictor,
+                  "predictor_lr": c.predictor_lr}
+        changes = {k: v for k, v in wanted.items() if v is not None and v != options[k]}
+        if changes.get("batch_size") == base.batch_size:
+            del changes["batch_size"]  # the env's default batch size, given explicitly
+        return base.with_options(**changes) if changes else base
 
     # ---- one round ---------------------------------------------------------------------
     def _update(self) -> dict:
@@ -131,6 +155,8 @@ class CreditAgent(Agent):
             return self.credit
         if self._values is None:
             self._values = self._smoothed(observations)
+            if self.config.mix_marginal and observations["marginal"].any():
+                self._values = self._mixed_with_marginal(self._values, observations)
         return self._values
 
     def _smoothed(self, observations: dict) -> np.ndarray:
@@ -148,6 +174,18 @@ class CreditAgent(Agent):
             values[test] = model.predict(features[test])
         return values
 
+    def _mixed_with_marginal(self, smoothed: np.ndarray, observations: dict) -> np.ndarray:
+        """``z(marginal logit) + c z(smoothed credit)``, with c the weight whose mix tracks
+        the raw credit best (weighted correlation). The raw credit's noise is independent
+        of both parts (the smoothing is cross-fitted), so this picks the mix closest to the
+        true credit without the noise mask; c = 0 is the marginal information alone."""
+        p = np.clip(1.0 - given_label_marginal(observations), 0.01, 0.99)
+        prior, learned = _z(np.log(p / (1.0 - p))), _z(smoothed)
+        credit, weight = self.credit, self.seen
+        self.marginal_mix = max(MARGINAL_MIX, key=lambda c: _weighted_correlation(
+            prior + c * learned, credit, weight))
+        return prior + self.marginal_mix * learned
+
     # ---- checkpoints -------------------------------------------------------------------
     def _state_dict(self) -> dict:
         return {"credit_sum": torch.from_numpy(self.credit_sum.copy()),
@@ -163,6 +201,18 @@ class CreditAgent(Agent):
         self._values, self._info = None, None
         if state["env"] is not None:
             _, self._info = self.vector_env.reset(options={"state": state["env"]})
+
+
+def _z(values: np.ndarray) -> np.ndarray:
+    return (values - values.mean()) / (values.std() + 1e-12)
+
+
+def _weighted_correlation(a: np.ndarray, b: np.ndarray, weight: np.ndarray) -> float:
+    if weight.sum() == 0:
+        return 0.0
+    a, b = a - np.average(a, weights=weight), b - np.average(b, weights=weight)
+    denominator = np.sqrt(np.average(a * a, weights=weight) * np.average(b * b, weights=weight))
+    return float(np.average(a * b, weights=weight) / denominator) if denominator > 0 else 0.0
 
 
 def smoother_features(observations: dict) -> np.ndarray:

@@ -3,10 +3,14 @@
     python benchmarks/agent_quality.py --env DataValuation-Adult-v0 --seeds 0 1 2
     python benchmarks/agent_quality.py --env DataValuation-Digits-v0 --agents reinforce-k8-skip
     python benchmarks/agent_quality.py --summarise benchmarks/results/agent_quality_*.csv
+    python benchmarks/agent_quality.py --fits 2400 --env-arg marginal_information=false \
+        --env-arg predictor='"logistic"' --agents credit reinforce-k8   # equal compute
 
 Each (agent, seed) run makes the env with ``noise_rate`` (default 0.2) and
-``data_seed=seed``, trains the agent for its number of updates and scores
-``data_values()`` against the dataset's noise mask. Every finished run is appended to
+``data_seed=seed``, trains the agent for its number of updates (or, with ``--fits N``,
+until it has used N predictor fits, every env copy counted: agents with different K and
+batch sizes then compare at equal compute) and scores ``data_values()`` against the dataset's noise
+mask. Every finished run is appended to
 ``--csv`` at once, so a long benchmark that is stopped keeps what it measured; the
 summary table (median, min and max AUROC over seeds, mean clean-minus-corrupted value
 gap, updates, wall time per run) is printed at the end and written as markdown.
@@ -41,23 +45,30 @@ AGENTS: dict[str, tuple[str, dict, int]] = {
     "gumbel": ("gumbel", {}, 300),
     "ppo": ("ppo", {}, 40),
     "a2c": ("a2c", {}, 60),
+    "credit": ("credit", {}, 300),
+    "credit-b50": ("credit", {"batch_size": 50}, 300),
+    "credit-raw": ("credit", {"smoother": "none"}, 300),
 }
+#: agents that never step an env: a fit budget does not apply to them
+NO_FITS = ("random", "marginal", "oracle")
 
 
 def run_one(env_id: str, label: str, seed: int, noise_rate: float, updates: int | None,
-            env_kwargs: dict) -> dict:
+            env_kwargs: dict, fits: int | None = None) -> dict:
     name, options, default_updates = AGENTS[label]
     updates = default_updates if updates is None else updates
+    budget = fits is not None and name not in NO_FITS
     start = time.perf_counter()
     env = gym.make(env_id, noise_rate=noise_rate, data_seed=seed, **env_kwargs)
     agent = agents.make(name, env, seed=seed, log_every=max(1, updates // 10), **options)
-    agent.learn(updates, progress_bar=False)
+    agent.learn(10**9 if budget else updates, progress_bar=False,
+                callback=agents.FitBudget(fits) if budget else None)
     values = agent.data_values()
     mask = env.unwrapped.dataset.noisy_mask
     curve = [round(r["auroc"], 3) for r in agent.log_rows if "auroc" in r]
     return {
         "env": env_id, "env_args": _env_args(env_kwargs), "agent": label, "seed": seed,
-        "updates": updates,
+        "updates": agent.steps_done, "fits": agent.fits_used,
         "auroc": detection_auroc(values, mask), "gap": value_gap(values, mask),
         "mean_value": float(values.mean()), "seconds": time.perf_counter() - start,
         "auroc_curve": json.dumps(curve),
@@ -88,8 +99,8 @@ def _env_args(env_kwargs: dict) -> str:
 
 def summarise(rows: list[dict]) -> str:
     """One line per (env, env options, agent); runs with other env options never mix."""
-    lines = ["| env | env options | agent | seeds | updates | AUROC median | min | max "
-             "| clean - corrupted | s / run |", "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| env | env options | agent | seeds | updates | fits | AUROC median | min | max "
+             "| clean - corrupted | s / run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
 
     def key(r: dict) -> tuple[str, str, str]:
         return r["env"], r.get("env_args") or "", r["agent"]
@@ -102,7 +113,7 @@ def summarise(rows: list[dict]) -> str:
         gap = np.mean([float(r["gap"]) for r in group])
         secs = np.mean([float(r["seconds"]) for r in group])
         lines.append(f"| {env_id} | {env_args or 'defaults'} | {label} | {len(group)} | "
-                     f"{group[0]['updates']} | "
+                     f"{group[0]['updates']} | {group[0].get('fits', 'n/a')} | "
                      f"{np.median(auroc):.3f} | {auroc.min():.3f} | {auroc.max():.3f} | "
                      f"{gap:+.3f} | {secs:.0f} |")
     return "\n".join(lines)
@@ -117,6 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--noise-rate", type=float, default=0.2)
     parser.add_argument("--updates", type=int, default=None,
                         help="override every agent's number of updates")
+    parser.add_argument("--fits", type=int, default=None,
+                        help="learn until this many predictor fits (agents that step envs)")
     parser.add_argument("--env-arg", action="append", default=[], metavar="KEY=JSON",
                         help="extra env option, e.g. --env-arg predictor='\"logistic\"'")
     parser.add_argument("--threads", type=int, default=1,
@@ -144,7 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     for env_id in args.env:
         for label in args.agents:
             for seed in args.seeds:
-                row = run_one(env_id, label, seed, args.noise_rate, args.updates, env_kwargs)
+                row = run_one(env_id, label, seed, args.noise_rate, args.updates, env_kwargs,
+                              args.fits)
                 rows.append(row)
                 append_row(out, row)
                 print(f"{env_id} {label} seed {seed}: AUROC {row['auroc']:.3f} gap "

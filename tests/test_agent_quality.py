@@ -11,7 +11,7 @@ from benchmarks.agent_quality import append_row, summarise
 
 def _row(seed: int, auroc: float, env_args: str = "") -> dict:
     return {"env": "DataValuation-Adult-v0", "env_args": env_args, "agent": "marginal",
-            "seed": seed, "updates": 0, "auroc": auroc, "gap": 0.5, "mean_value": 0.7,
+            "seed": seed, "updates": 0, "fits": 0, "auroc": auroc, "gap": 0.5, "mean_value": 0.7,
             "seconds": 1.0, "auroc_curve": "[]"}
 
 
@@ -21,8 +21,8 @@ def test_runs_with_other_env_options_get_their_own_line():
     lines = summarise(rows + [old]).splitlines()[2:]
     assert len(lines) == 2
     defaults = next(line for line in lines if "| defaults |" in line)
-    assert "| 3 | 0 | 0.920 | 0.900 | 0.940 |" in defaults  # seeds, updates, median/min/max
-    assert '{"predictor": "logistic"} | marginal | 1 | 0 | 0.600 |' in lines[1]
+    assert "| 3 | 0 | 0 | 0.920 | 0.900 | 0.940 |" in defaults  # seeds, updates, fits, AUROCs
+    assert '{"predictor": "logistic"} | marginal | 1 | 0 | 0 | 0.600 |' in lines[1]
 
 
 def test_append_row_writes_a_header_once_and_refuses_other_columns(tmp_path):

@@ -255,3 +255,15 @@ def test_with_options_shares_the_data():
     assert small.metric == env.metric and small.predictor_lr == env.predictor_lr
     with pytest.raises(TypeError, match=r"Unknown option\(s\) \['bach_size'\]"):
         env.with_options(bach_size=10)
+
+
+def test_credit_that_says_nothing_falls_back_to_the_marginal_information():
+    env = strong_signal_env(marginal_information=True)
+    agent = agents.make("credit", env, seed=0, batch_size=30)
+    rng = np.random.default_rng(0)
+    agent.credit_sum[:] = rng.normal(size=env.dataset.n_train)  # pure noise
+    agent.seen[:] = 1.0
+    values, mask = agent.data_values(), env.dataset.noisy_mask
+    marginal = agents.make("marginal", env).data_values()
+    assert agent.marginal_mix == 0.0
+    assert detection_auroc(values, mask) == pytest.approx(detection_auroc(marginal, mask))
