@@ -106,8 +106,19 @@ def compute_metrics(dataset: ValuationDataset, values: np.ndarray) -> dict:
         metrics["discovery"] = evaluation.discovery_curve(dataset, values).to_dict()
         metrics["value_gap"] = evaluation.value_gap(values, dataset.noisy_mask)
     metrics["remove_high_low"] = evaluation.remove_high_low(dataset, values).to_dict()
-    metrics["robust_learning"] = evaluation.robust_learning(dataset, values).to_dict()
+    metrics["robust_learning"] = (
+        evaluation.robust_learning(dataset, values).to_dict() if can_weight(values) else
+        {"weighted": None, "unweighted": None, "clean": None, "skipped": NO_WEIGHTS})
     return metrics
+
+
+NO_WEIGHTS = ("no value is positive, so no point can be used as a weight (e.g. a credit "
+              "agent before its first update)")
+
+
+def can_weight(values: np.ndarray) -> bool:
+    """Robust learning weights points by ``max(value, 0)``: it needs a positive value."""
+    return bool((np.asarray(values) > 0).any())
 
 
 def write_figures(out: Path, dataset: ValuationDataset, values: np.ndarray, title: str,
@@ -118,9 +129,10 @@ def write_figures(out: Path, dataset: ValuationDataset, values: np.ndarray, titl
     figures = [plots.plot_value_histogram(evaluation.value_histogram(values, mask),
                                           out / "value_histogram.png", title),
                plots.plot_remove_high_low(evaluation.remove_high_low(dataset, values),
-                                          out / "remove_high_low.png", title),
-               plots.plot_robust_learning(evaluation.robust_learning(dataset, values),
-                                          out / "robust_learning.png", title)]
+                                          out / "remove_high_low.png", title)]
+    if can_weight(values):
+        figures.append(plots.plot_robust_learning(evaluation.robust_learning(dataset, values),
+                                                  out / "robust_learning.png", title))
     if mask is not None:
         figures.insert(0, plots.plot_discovery(evaluation.discovery_curve(dataset, values),
                                                out / "discovery.png", title))
@@ -188,6 +200,8 @@ def render_report(metrics: dict, dataset: ValuationDataset, title: str) -> str:
     lines += [f"| test accuracy, trained with values as weights | {_fmt(r['weighted'])} |",
               f"| test accuracy, unweighted | {_fmt(r['unweighted'])} |",
               f"| test accuracy, clean labels (ceiling) | {_fmt(r['clean'])} |"]
+    if r.get("skipped"):
+        lines += ["", f"Robust learning was skipped: {r['skipped']}."]
     if not metrics["noise_known"]:
         lines += ["", "The training labels' corruption is unknown (no --noise-rate), so "
                   "detection and discovery cannot be scored; the histogram and remove "

@@ -187,3 +187,14 @@ def test_interrupted_run_saves_and_resumes(tmp_path, sig, code):
     steps = [int(r["step"]) for r in read_values(out / "log" / "progress.csv")]
     assert steps == list(range(1, target + 1))  # one series, no update logged twice
     assert np.isfinite([float(r["value"]) for r in read_values(out / "values.csv")]).all()
+
+
+def test_values_without_a_positive_entry_skip_robust_learning_with_a_reason(tmp_path):
+    out = tmp_path / "run"
+    assert cli.main(["value", "--agent", "credit", "--steps", "0", "--noise-rate", "0.2",
+                     "--env-arg", "marginal_information=false", "--out", str(out), "--quiet",
+                     *TINY_ENV]) == 0  # no credit yet: every value is 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["robust_learning"]["weighted"] is None
+    assert "Robust learning was skipped: no value is positive" in (out / "report.md").read_text()
+    assert not (out / "robust_learning.png").exists()
