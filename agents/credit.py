@@ -70,7 +70,8 @@ class CreditAgent(Agent):
     measured best in ``benchmarks/results/reward_only_*.md`` (with the env's default
     1e-3, 100 Adam steps barely move a logistic model and the rewards say little).
 
-    Options: ``num_samples`` (K lockstep copies per round, 8), ``batch_size`` (100),
+    Options: ``num_samples`` (K lockstep copies per round, 8), ``batch_size`` (100, or
+    n_train when there are fewer points),
     ``predictor`` (``"logistic"``), ``predictor_lr`` (0.05), ``selection_probability``
     (p, 0.5), ``smoother`` (``"ridge"`` or ``"none"``), ``folds`` (5),
     ``marginal_weight`` (0.1: with marginal information in the env, the credit's weight
@@ -107,11 +108,12 @@ class CreditAgent(Agent):
         c, base = self.config, self.unwrapped
         if not isinstance(base, DataValuationEnv):
             return base
-        if c.batch_size is not None and not 2 <= c.batch_size <= base.n_train:
-            raise ValueError(f"batch_size must lie in 2..n_train={base.n_train}, got "
+        if c.batch_size is not None and c.batch_size < 2:
+            raise ValueError(f"batch_size must be >= 2 (a batch to select from), got "
                              f"{c.batch_size}.")
         options = base.constructor_options()
-        wanted = {"batch_size": c.batch_size, "predictor": c.predictor,
+        batch_size = None if c.batch_size is None else min(c.batch_size, base.n_train)
+        wanted = {"batch_size": batch_size, "predictor": c.predictor,
                   "predictor_lr": c.predictor_lr}
         changes = {k: v for k, v in wanted.items() if v is not None and v != options[k]}
         if changes.get("batch_size") == base.batch_size:
