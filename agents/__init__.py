@@ -17,6 +17,7 @@ from agents.base import Agent, AgentConfig, FitBudget
 from agents.baselines import MarginalInformation, RandomValues, SupervisedOracle
 from agents.checkpoint import CheckpointError, read_checkpoint
 from agents.credit import CreditAgent
+from agents.critic import AdditiveCritic
 from agents.gumbel import GumbelSoftmax
 from agents.reinforce import Reinforce
 
@@ -25,6 +26,7 @@ AgentFactory = Callable[..., Agent]
 _REGISTRY: dict[str, AgentFactory] = {
     "reinforce": Reinforce,
     "credit": CreditAgent,
+    "critic": AdditiveCritic,
     "gumbel": GumbelSoftmax,
     "oracle": SupervisedOracle,
     "marginal": MarginalInformation,

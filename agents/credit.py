@@ -95,30 +95,14 @@ class CreditAgent(Agent):
             raise ValueError(f"Unknown smoother {c.smoother!r}; choose one of {list(SMOOTHERS)}.")
         if c.folds < 2:
             raise ValueError(f"folds must be >= 2 for cross-fitting, got {c.folds}.")
-        self.vector_env = make_vector_env(self._utility_env(), c.num_samples)
+        self.vector_env = make_vector_env(
+            utility_env(self.unwrapped, c.batch_size, c.predictor, c.predictor_lr),
+            c.num_samples)
         n = len(self.unwrapped.all_observations()["x"])
         self.credit_sum = np.zeros(n)
         self.seen = np.zeros(n)
         self._info: dict | None = None
         self._values: np.ndarray | None = None  # cached smoothed values
-
-    def _utility_env(self):
-        """The env whose rewards are the utility: the given one, or a copy on the same data
-        with this agent's batch size and predictor where they differ from the env's."""
-        c, base = self.config, self.unwrapped
-        if not isinstance(base, DataValuationEnv):
-            return base
-        if c.batch_size is not None and c.batch_size < 2:
-            raise ValueError(f"batch_size must be >= 2 (a batch to select from), got "
-                             f"{c.batch_size}.")
-        options = base.constructor_options()
-        batch_size = None if c.batch_size is None else min(c.batch_size, base.n_train)
-        wanted = {"batch_size": batch_size, "predictor": c.predictor,
-                  "predictor_lr": c.predictor_lr}
-        changes = {k: v for k, v in wanted.items() if v is not None and v != options[k]}
-        if changes.get("batch_size") == base.batch_size:
-            del changes["batch_size"]  # the env's default batch size, given explicitly
-        return base.with_options(**changes) if changes else base
 
     # ---- one round ---------------------------------------------------------------------
     def _update(self) -> dict:
@@ -130,7 +114,7 @@ class CreditAgent(Agent):
         draws = torch.rand(k, len(indices), generator=self.generator).numpy()
         selections = (draws < p).astype(np.int8)
         _, rewards, _, _, self._info = self.vector_env.step(selections)
-        advantages = rewards - (rewards.sum() - rewards) / (k - 1)
+        advantages = leave_one_out(rewards)
         score = (advantages[:, None] * (selections - p)).sum(0) / (p * (1.0 - p))
         np.add.at(self.credit_sum, indices, score)
         np.add.at(self.seen, indices, k)
@@ -202,6 +186,30 @@ class CreditAgent(Agent):
         self._values, self._info = None, None
         if state["env"] is not None:
             _, self._info = self.vector_env.reset(options={"state": state["env"]})
+
+
+def utility_env(base, batch_size: int | None, predictor: str | None,
+                predictor_lr: float | None):
+    """The env whose rewards are an agent's utility: ``base``, or a copy on the same data
+    with this batch size (capped at n_train) and predictor where they are set and differ."""
+    if not isinstance(base, DataValuationEnv):
+        return base
+    if batch_size is not None and batch_size < 2:
+        raise ValueError(f"batch_size must be >= 2 (a batch to select from), got {batch_size}.")
+    options = base.constructor_options()
+    wanted = {"batch_size": None if batch_size is None else min(batch_size, base.n_train),
+              "predictor": predictor, "predictor_lr": predictor_lr}
+    changes = {k: v for k, v in wanted.items() if v is not None and v != options[k]}
+    if changes.get("batch_size") == base.batch_size:
+        del changes["batch_size"]  # the env's default batch size, given explicitly
+    return base.with_options(**changes) if changes else base
+
+
+def leave_one_out(rewards: np.ndarray) -> np.ndarray:
+    """``A_k = r_k - mean_{j != k} r_j``: removes what the K copies share (the batch, the
+    predictor's start, the baseline) from each reward."""
+    k = len(rewards)
+    return rewards - (rewards.sum() - rewards) / (k - 1)
 
 
 def _z(values: np.ndarray) -> np.ndarray:

@@ -48,6 +48,7 @@ AGENTS: dict[str, tuple[str, dict, int]] = {
     "credit": ("credit", {}, 300),
     "credit-b50": ("credit", {"batch_size": 50}, 300),
     "credit-raw": ("credit", {"smoother": "none"}, 300),
+    "critic": ("critic", {}, 300),
 }
 #: agents that never step an env: a fit budget does not apply to them
 NO_FITS = ("random", "marginal", "oracle")

@@ -269,3 +269,23 @@ def test_with_marginal_information_the_credit_only_reorders_close_points():
     only_marginal = agents.make("credit", env, seed=0, batch_size=30, marginal_weight=0.0)
     only_marginal.credit_sum[:], only_marginal.seen[:] = agent.credit_sum, 1.0
     assert detection_auroc(only_marginal.data_values(), mask) == pytest.approx(marginal)
+
+
+def test_additive_critic_separates_corrupted_points_from_the_reward_alone():
+    env = strong_signal_env(marginal_information=False)
+    agent = agents.make("critic", env, seed=0, batch_size=30, predictor_lr=None)  # the toy's
+    before = detection_auroc(agent.data_values(), env.dataset.noisy_mask)
+    agent.learn(50, progress_bar=False)
+    after = detection_auroc(agent.data_values(), env.dataset.noisy_mask)
+    assert abs(before - 0.5) < 0.2 and after > 0.9
+    assert len(agent.replay_indices) == 50  # every round kept for replay
+
+
+@pytest.mark.parametrize(("option", "message"), [
+    ({"exploration": "greedy"}, "Unknown exploration 'greedy'"),
+    ({"min_probability": 0.7}, r"min_probability must lie in \(0, 0.5\]"),
+    ({"num_samples": 1}, "num_samples must be >= 2"),
+])
+def test_additive_critic_options_are_checked(option, message):
+    with pytest.raises(ValueError, match=message):
+        agents.make("critic", strong_signal_env(), seed=0, **option)

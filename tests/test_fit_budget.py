@@ -50,6 +50,7 @@ def test_vector_envs_count_every_copy(batched):
     ("ppo", {"n_steps": 3}, 3, 1),
     ("a2c", {"n_steps": 2}, 2, 1),
     ("credit", {"num_samples": 4, "batch_size": 10}, 4, 4),
+    ("critic", {"num_samples": 4, "batch_size": 10}, 4, 4),
     ("random", {}, 0, 0),
 ])
 def test_agents_report_the_fits_they_used(name, config, per_update, baselines):

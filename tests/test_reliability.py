@@ -104,6 +104,7 @@ def test_resume_with_a_crafted_checkpoint_runs_nothing(tmp_path):
     ("a2c", {"n_steps": 2}),
     ("oracle", {"eval_every": 1}),
     ("credit", {"batch_size": 10, "num_samples": 4}),
+    ("critic", {"batch_size": 10, "num_samples": 4, "exploration": "values"}),
 ])
 def test_resume_gives_the_uninterrupted_values_bit_for_bit(tmp_path, name, config):
     total, stop = 6, 3
