@@ -152,12 +152,12 @@ def test_a_checkpoint_for_other_data_is_refused(tmp_path):
 
 def test_cli_resume_after_sigterm_equals_an_uninterrupted_run(tmp_path):
     common = ["--agent", "reinforce", "--agent-arg", "num_samples=2", "--seed", "3",
-              "--steps", "150"]
+              "--steps", "400"]
     parted = tmp_path / "parted"
     proc = start_run(parted, *common)
     wait_for_log(parted, 3, proc)
     proc.terminate()
-    assert proc.wait(timeout=60) == 143  # stopped before its 150 updates
+    assert proc.wait(timeout=60) == 143  # stopped before its 400 updates
     whole = tmp_path / "whole"
     assert start_run(whole, *common).wait(timeout=300) == 0
     result = dvrl("value", "--resume", str(parted), "--quiet")
