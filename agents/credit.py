@@ -40,28 +40,22 @@ import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
-from agents.base import Agent, AgentConfig, given_label_marginal
-from agents.checkpoint import saved_env_state
-from dvrl_env.env import DataValuationEnv
-from dvrl_env.vector import make_vector_env
+from agents.base import given_label_marginal
+from agents.utility import UtilityAgent, UtilityConfig
 
 SMOOTHERS = ("ridge", "none")
 RIDGE_ALPHAS = np.logspace(-1, 4, 12)
 
 
 @dataclasses.dataclass
-class CreditConfig(AgentConfig):
-    num_samples: int = 8
-    batch_size: int | None = 100
-    predictor: str | None = "logistic"
-    predictor_lr: float | None = 0.05
+class CreditConfig(UtilityConfig):
     selection_probability: float = 0.5
     smoother: str = "ridge"
     folds: int = 5
     marginal_weight: float = 0.1
 
 
-class CreditAgent(Agent):
+class CreditAgent(UtilityAgent):
     """Data values from per-point reward credit, smoothed with cross-fitting.
 
     The utility is the env's reward on copies of the env that share its data, with this
@@ -85,9 +79,6 @@ class CreditAgent(Agent):
     def __init__(self, env, *, seed: int = 0, **config):
         super().__init__(env, seed=seed, **config)
         c = self.config
-        if c.num_samples < 2:
-            raise ValueError(f"num_samples must be >= 2 (a leave-one-out advantage needs "
-                             f"two selections), got {c.num_samples}.")
         if not 0.0 < c.selection_probability < 1.0:
             raise ValueError(f"selection_probability must lie in (0, 1), got "
                              f"{c.selection_probability}.")
@@ -95,35 +86,22 @@ class CreditAgent(Agent):
             raise ValueError(f"Unknown smoother {c.smoother!r}; choose one of {list(SMOOTHERS)}.")
         if c.folds < 2:
             raise ValueError(f"folds must be >= 2 for cross-fitting, got {c.folds}.")
-        self.vector_env = make_vector_env(
-            utility_env(self.unwrapped, c.batch_size, c.predictor, c.predictor_lr),
-            c.num_samples)
         n = len(self.unwrapped.all_observations()["x"])
         self.credit_sum = np.zeros(n)
         self.seen = np.zeros(n)
-        self._info: dict | None = None
         self._values: np.ndarray | None = None  # cached smoothed values
 
     # ---- one round ---------------------------------------------------------------------
     def _update(self) -> dict:
-        c, k = self.config, self.config.num_samples
-        if self._info is None:
-            _, self._info = self.vector_env.reset(seed=[self.seed] * k)
-        indices = np.asarray(self._info["indices"])[0]
-        p = c.selection_probability
-        draws = torch.rand(k, len(indices), generator=self.generator).numpy()
-        selections = (draws < p).astype(np.int8)
-        _, rewards, _, _, self._info = self.vector_env.step(selections)
-        advantages = leave_one_out(rewards)
-        score = (advantages[:, None] * (selections - p)).sum(0) / (p * (1.0 - p))
-        np.add.at(self.credit_sum, indices, score)
-        np.add.at(self.seen, indices, k)
+        p = self.config.selection_probability
+        played = self.play_round(lambda indices: np.full(len(indices), p))
+        score = (played.advantages[:, None] * (played.selections - p)).sum(0) / (p * (1 - p))
+        np.add.at(self.credit_sum, played.indices, score)
+        np.add.at(self.seen, played.indices, len(played.selections))
         self._values = None
-        return {"reward": float(np.mean(rewards)), "selected": float(selections.mean()),
+        return {"reward": float(np.mean(played.rewards)),
+                "selected": float(played.selections.mean()),
                 "seen": float((self.seen > 0).mean())}
-
-    def _stepped_envs(self) -> list:
-        return [self.vector_env]
 
     @property
     def credit(self) -> np.ndarray:
@@ -173,9 +151,8 @@ class CreditAgent(Agent):
 
     # ---- checkpoints -------------------------------------------------------------------
     def _state_dict(self) -> dict:
-        return {"credit_sum": torch.from_numpy(self.credit_sum.copy()),
-                "seen": torch.from_numpy(self.seen.copy()),
-                "env": None if self._info is None else saved_env_state(self.vector_env)}
+        return {**super()._state_dict(), "credit_sum": torch.from_numpy(self.credit_sum.copy()),
+                "seen": torch.from_numpy(self.seen.copy())}
 
     def _load_state_dict(self, state: dict) -> None:
         credit_sum, seen = state["credit_sum"].numpy(), state["seen"].numpy()
@@ -183,33 +160,8 @@ class CreditAgent(Agent):
             raise ValueError(f"its credit covers {len(credit_sum)} points, this env has "
                              f"{len(self.seen)}")
         self.credit_sum, self.seen = credit_sum.copy(), seen.copy()
-        self._values, self._info = None, None
-        if state["env"] is not None:
-            _, self._info = self.vector_env.reset(options={"state": state["env"]})
-
-
-def utility_env(base, batch_size: int | None, predictor: str | None,
-                predictor_lr: float | None):
-    """The env whose rewards are an agent's utility: ``base``, or a copy on the same data
-    with this batch size (capped at n_train) and predictor where they are set and differ."""
-    if not isinstance(base, DataValuationEnv):
-        return base
-    if batch_size is not None and batch_size < 2:
-        raise ValueError(f"batch_size must be >= 2 (a batch to select from), got {batch_size}.")
-    options = base.constructor_options()
-    wanted = {"batch_size": None if batch_size is None else min(batch_size, base.n_train),
-              "predictor": predictor, "predictor_lr": predictor_lr}
-    changes = {k: v for k, v in wanted.items() if v is not None and v != options[k]}
-    if changes.get("batch_size") == base.batch_size:
-        del changes["batch_size"]  # the env's default batch size, given explicitly
-    return base.with_options(**changes) if changes else base
-
-
-def leave_one_out(rewards: np.ndarray) -> np.ndarray:
-    """``A_k = r_k - mean_{j != k} r_j``: removes what the K copies share (the batch, the
-    predictor's start, the baseline) from each reward."""
-    k = len(rewards)
-    return rewards - (rewards.sum() - rewards) / (k - 1)
+        self._values = None
+        super()._load_state_dict(state)
 
 
 def _z(values: np.ndarray) -> np.ndarray:

@@ -24,21 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from agents.base import Agent, AgentConfig
-from agents.checkpoint import saved_env_state
-from agents.credit import leave_one_out, utility_env
 from agents.dve import as_tensors
-from dvrl_env.vector import make_vector_env
+from agents.utility import UtilityAgent, UtilityConfig
 
 EXPLORATIONS = ("half", "values")
 
 
 @dataclasses.dataclass
-class CriticConfig(AgentConfig):
-    num_samples: int = 8
-    batch_size: int | None = 100
-    predictor: str | None = "logistic"
-    predictor_lr: float | None = 0.05
+class CriticConfig(UtilityConfig):
     exploration: str = "half"
     temperature: float = 1.0
     min_probability: float = 0.2
@@ -62,7 +55,7 @@ class PointValue(nn.Module):
         return self.net(torch.cat([x, y, m], dim=-1)).squeeze(-1)
 
 
-class AdditiveCritic(Agent):
+class AdditiveCritic(UtilityAgent):
     """Values from a critic that explains each reward as a sum over the selected points.
 
     The utility is that of :class:`~agents.credit.CreditAgent` (copies of the env with
@@ -85,18 +78,12 @@ class AdditiveCritic(Agent):
     def __init__(self, env, *, seed: int = 0, **config):
         super().__init__(env, seed=seed, **config)
         c = self.config
-        if c.num_samples < 2:
-            raise ValueError(f"num_samples must be >= 2 (a leave-one-out advantage needs "
-                             f"two selections), got {c.num_samples}.")
         if c.exploration not in EXPLORATIONS:
             raise ValueError(f"Unknown exploration {c.exploration!r}; choose one of "
                              f"{list(EXPLORATIONS)}.")
         if not 0.0 < c.min_probability <= 0.5 or not c.temperature > 0:
             raise ValueError("min_probability must lie in (0, 0.5] and temperature be > 0, "
                              f"got {c.min_probability} and {c.temperature}.")
-        self.vector_env = make_vector_env(
-            utility_env(self.unwrapped, c.batch_size, c.predictor, c.predictor_lr),
-            c.num_samples)
         self.points = as_tensors(self.unwrapped.all_observations(), self.device)
         width = sum(t.shape[-1] for t in self.points)
         self.critic = self.seeded_module(lambda: PointValue(width, c.hidden_dim))
@@ -105,28 +92,21 @@ class AdditiveCritic(Agent):
         self.replay_indices: list[torch.Tensor] = []  # per round: (B,) training rows
         self.replay_contrasts: list[torch.Tensor] = []  # (K, B) s_k - mean of the others
         self.replay_advantages: list[torch.Tensor] = []  # (K,)
-        self._info: dict | None = None
 
     # ---- one round ---------------------------------------------------------------------
     def _update(self) -> dict:
-        c, k = self.config, self.config.num_samples
-        if self._info is None:
-            _, self._info = self.vector_env.reset(seed=[self.seed] * k)
-        indices = np.asarray(self._info["indices"])[0]
-        probabilities = self._selection_probabilities(indices)
-        draws = torch.rand(k, len(indices), generator=self.generator).numpy()
-        selections = (draws < probabilities).astype(np.int8)
-        _, rewards, _, _, self._info = self.vector_env.step(selections)
-        s = selections.astype(np.float32)
+        played = self.play_round(self._selection_probabilities)
+        s = played.selections.astype(np.float32)
+        k = len(s)
         contrasts = s - (s.sum(0, keepdims=True) - s) / (k - 1)
-        self.replay_indices.append(torch.as_tensor(indices))
+        self.replay_indices.append(torch.as_tensor(played.indices))
         self.replay_contrasts.append(torch.as_tensor(contrasts))
-        self.replay_advantages.append(torch.as_tensor(leave_one_out(rewards),
-                                                      dtype=torch.float32))
+        self.replay_advantages.append(torch.as_tensor(played.advantages, dtype=torch.float32))
         loss = float("nan")
-        for _ in range(c.gradient_steps):
+        for _ in range(self.config.gradient_steps):
             loss = self._fit_step()
-        return {"reward": float(np.mean(rewards)), "selected": float(s.mean()), "loss": loss}
+        return {"reward": float(np.mean(played.rewards)), "selected": float(s.mean()),
+                "loss": loss}
 
     def _selection_probabilities(self, indices: np.ndarray) -> np.ndarray:
         c = self.config
@@ -155,9 +135,6 @@ class AdditiveCritic(Agent):
         self.optimizer.step()
         return loss.item()
 
-    def _stepped_envs(self) -> list:
-        return [self.vector_env]
-
     # ---- values and checkpoints -------------------------------------------------------
     @torch.no_grad()
     def _values_from(self, observations: dict) -> np.ndarray:
@@ -165,11 +142,11 @@ class AdditiveCritic(Agent):
 
     def _state_dict(self) -> dict:
         stack = (lambda items: torch.stack(items)) if self.replay_indices else (lambda _: None)
-        return {"critic": self.critic.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {**super()._state_dict(), "critic": self.critic.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
                 "replay_indices": stack(self.replay_indices),
                 "replay_contrasts": stack(self.replay_contrasts),
-                "replay_advantages": stack(self.replay_advantages),
-                "env": None if self._info is None else saved_env_state(self.vector_env)}
+                "replay_advantages": stack(self.replay_advantages)}
 
     def _load_state_dict(self, state: dict) -> None:
         self.critic.load_state_dict(state["critic"])
@@ -179,6 +156,4 @@ class AdditiveCritic(Agent):
             self.replay_indices = list(state["replay_indices"].unbind(0))
             self.replay_contrasts = list(state["replay_contrasts"].unbind(0))
             self.replay_advantages = list(state["replay_advantages"].unbind(0))
-        self._info = None
-        if state["env"] is not None:
-            _, self._info = self.vector_env.reset(options={"state": state["env"]})
+        super()._load_state_dict(state)
