@@ -74,6 +74,7 @@ class Agent:
         self.steps_done = 0
         self.log_rows: list[dict] = []
         self._log_path: Path | None = None
+        self._log_fields: list[str] | None = None  # the log file's columns, in its order
         self._tb_writer = None
         self.generator = torch.Generator().manual_seed(self.seed)
         self._fits_offset: int | None = None  # the envs' fit count when learning began
@@ -218,15 +219,17 @@ class Agent:
         log_dir = Path(self.config.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
         path = log_dir / "progress.csv"
-        new = not path.exists() or self._log_path is None
-        if new and path.exists():
-            # resuming a run: keep its rows, append with the same columns
-            with open(path, newline="") as f:
-                fields = next(csv.reader(f), None)
-            new = fields is None
+        if self._log_path != path:  # first row, or a resumed run: keep the file's columns
+            self._log_fields = None
+            if path.exists():
+                with open(path, newline="") as f:
+                    self._log_fields = next(csv.reader(f), None)
         self._log_path = path
+        new = self._log_fields is None
+        if new:
+            self._log_fields = list(row)
         with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            writer = csv.DictWriter(f, fieldnames=self._log_fields, extrasaction="ignore")
             if new:
                 writer.writeheader()
             writer.writerow(row)
