@@ -61,8 +61,9 @@ class CreditAgent(UtilityAgent):
     The utility is the env's reward on copies of the env that share its data, with this
     agent's batch size and predictor where they are set (None keeps the env's): by
     default B = 100 and a logistic predictor trained with learning rate 0.05, the choice
-    measured best in ``benchmarks/results/reward_only_*.md`` (with the env's default
-    1e-3, 100 Adam steps barely move a logistic model and the rewards say little).
+    measured best (``benchmarks/results/credit_choices.md`` and ``reward_only_*.md``:
+    with the env's default 1e-3, 100 Adam steps barely move a logistic model and the
+    rewards say little).
 
     Options: ``num_samples`` (K lockstep copies per round, 8), ``batch_size`` (100, or
     n_train when there are fewer points),
@@ -141,10 +142,10 @@ class CreditAgent(UtilityAgent):
         The credit measures how much a point helps the predictor, which is not the same
         as whether its label was flipped; where the marginal information is given it is
         the better detector, and the credit only reorders points it finds close. Measured
-        on Adult (seeds 0 / 1 / 2, 2,400 fits): c = 0.1 keeps the marginal's 0.925 /
-        0.900 / 0.918, c = 0.5 loses up to 0.004, and the c that makes the mix track the
-        raw credit best (about 2) loses 0.009-0.016. ``marginal_weight=0`` gives the
-        marginal information's ranking."""
+        on Adult (seeds 0 / 1 / 2, 2,400 fits, ``benchmarks/credit_choices.py --study
+        mix``): c = 0.1 keeps the marginal's 0.925 / 0.900 / 0.918, c = 0.5 loses
+        0.002-0.003 and c = 2 loses 0.009-0.013. ``marginal_weight=0`` gives the marginal
+        information's ranking."""
         p = np.clip(1.0 - given_label_marginal(observations), 0.01, 0.99)
         prior, learned = _z(np.log(p / (1.0 - p))), _z(smoothed)
         return prior + self.config.marginal_weight * learned
