@@ -93,6 +93,22 @@ def append_row(path: Path, row: dict) -> None:
         writer.writerow(row)
 
 
+def write_table(out: Path, summarise) -> str:
+    """``summarise`` every row of ``out`` (earlier runs' too), print the table and write
+    it beside ``out`` as ``.md``."""
+    with open(out, newline="") as f:
+        table = summarise(list(csv.DictReader(f)))
+    print(table)
+    out.with_suffix(".md").write_text(table + "\n")
+    return table
+
+
+def set_threads(count: int) -> None:
+    """torch's and numpy/BLAS's threads (the logistic predictor fits in numpy)."""
+    torch.set_num_threads(count)
+    threadpool_limits(count)
+
+
 def _env_args(env_kwargs: dict) -> str:
     """The ``--env-arg`` options as one CSV cell, ``""`` for the env's defaults."""
     return json.dumps(env_kwargs, sort_keys=True) if env_kwargs else ""
@@ -149,8 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print(table)
         Path(args.csv).with_suffix(".md").write_text(table + "\n")
         return 0
-    torch.set_num_threads(args.threads)
-    threadpool_limits(args.threads)  # numpy/BLAS too: the logistic predictor fits in numpy
+    set_threads(args.threads)
     env_kwargs = {k: json.loads(v) for k, v in (a.split("=", 1) for a in args.env_arg)}
     out = Path(args.csv)
     out.parent.mkdir(parents=True, exist_ok=True)

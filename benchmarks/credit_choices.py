@@ -17,24 +17,21 @@ Every run: noise 0.2, logistic env predictor, 2,400 predictor fits. Writes
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
-import torch
-from threadpoolctl import threadpool_limits
 
 import agents
 import dvrl_env  # noqa: F401  (registers the ids)
 from dvrl_env.evaluation import detection_auroc
 
 try:
-    from benchmarks.agent_quality import append_row
+    from benchmarks.agent_quality import append_row, set_threads, write_table
 except ModuleNotFoundError:  # run as a file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks.agent_quality import append_row
+    from benchmarks.agent_quality import append_row, set_threads, write_table
 
 ADULT, DIGITS = "DataValuation-Adult-v0", "DataValuation-Digits-v0"
 STUDIES = {
@@ -102,8 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fits", type=int, default=2400)
     parser.add_argument("--csv", default="benchmarks/results/credit_choices.csv")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    threadpool_limits(1)
+    set_threads(1)
     out = Path(args.csv)
     out.parent.mkdir(parents=True, exist_ok=True)
     for study in args.study:
@@ -111,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             append_row(out, row)
             print(f"{row['study']} {row['env']} {row['agent']} {row['options']} seed "
                   f"{row['seed']}: AUROC {row['auroc']:.3f}", flush=True)
-    with open(out, newline="") as f:
-        table = summarise(list(csv.DictReader(f)))
-    print(table)
-    out.with_suffix(".md").write_text(table + "\n")
+    write_table(out, summarise)
     return 0
 
 

@@ -33,17 +33,14 @@ takes about 3 s here (one thread); with ``--predictor logistic`` about 0.07 s.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
 from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
-from threadpoolctl import threadpool_limits
 
 import dvrl_env  # noqa: F401  (registers the ids)
 from agents.base import given_label_marginal
@@ -51,9 +48,9 @@ from dvrl_env.evaluation import detection_auroc
 from dvrl_env.vector import make_vector_env
 
 try:
-    from benchmarks.agent_quality import append_row
+    from benchmarks.agent_quality import append_row, set_threads, write_table
 except ModuleNotFoundError:  # run as a file
-    from agent_quality import append_row
+    from agent_quality import append_row, set_threads, write_table
 
 COMBINATION_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -175,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     out = Path(args.csv)
     if not args.summarise:
-        torch.set_num_threads(args.threads)
-        threadpool_limits(args.threads)
+        set_threads(args.threads)
         out.parent.mkdir(parents=True, exist_ok=True)
         for seed in args.seeds:
             row = run_one(args.env, seed, args)
@@ -184,10 +180,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"seed {seed}: marginal {row['marginal']:.3f} credit {row['credit']:.3f} "
                   f"pooled {row['pooled']:.3f} ceiling {row['ceiling']:.3f} "
                   f"(c={row['ceiling_c']:g}) {row['seconds']:.0f} s", flush=True)
-    with open(out, newline="") as f:
-        table = summarise(list(csv.DictReader(f)))
-    print(table)
-    out.with_suffix(".md").write_text(table + "\n")
+    write_table(out, summarise)
     return 0
 
 

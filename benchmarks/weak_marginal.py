@@ -15,26 +15,23 @@ and ``credit`` without it, both at ``--fits`` predictor fits. Writes
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
-import torch
-from threadpoolctl import threadpool_limits
 
 import agents
 import dvrl_env  # noqa: F401  (registers the ids)
 from dvrl_env.evaluation import detection_auroc
 
 try:
-    from benchmarks.agent_quality import append_row
+    from benchmarks.agent_quality import append_row, set_threads, write_table
     from benchmarks.peers.methods import cleanlab_values
 except ModuleNotFoundError:  # run as a file
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-    from benchmarks.agent_quality import append_row
+    from benchmarks.agent_quality import append_row, set_threads, write_table
     from benchmarks.peers.methods import cleanlab_values
 
 METHODS = ("marginal", "cleanlab", "credit (MI on)", "credit (MI off)")
@@ -82,8 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fits", type=int, default=2400)
     parser.add_argument("--csv", default="benchmarks/results/weak_marginal.csv")
     args = parser.parse_args(argv)
-    torch.set_num_threads(1)
-    threadpool_limits(1)
+    set_threads(1)
     out = Path(args.csv)
     out.parent.mkdir(parents=True, exist_ok=True)
     for env_id in args.env:
@@ -93,10 +89,7 @@ def main(argv: list[str] | None = None) -> int:
                 append_row(out, row)
                 print(f"{env_id} {method} seed {seed}: AUROC {row['auroc']:.3f} "
                       f"({row['seconds']:.0f} s)", flush=True)
-    with open(out, newline="") as f:
-        table = summarise(list(csv.DictReader(f)))
-    print(table)
-    out.with_suffix(".md").write_text(table + "\n")
+    write_table(out, summarise)
     return 0
 
 
