@@ -16,6 +16,7 @@ import json
 import shlex
 import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -140,8 +141,9 @@ class Stopper:
         self._previous: dict = {}
 
     def __enter__(self) -> Stopper:
-        for sig in self.SIGNALS:
-            self._previous[sig] = signal.signal(sig, self._handle)
+        if threading.current_thread() is threading.main_thread():  # only it gets signals
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._handle)
         return self
 
     def __exit__(self, *exc) -> None:
@@ -423,7 +425,8 @@ def main(argv: list[str] | None = None) -> int:
     from agents.checkpoint import CheckpointError
 
     args = build_parser().parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # outside learning: as Ctrl-C
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # as Ctrl-C
     try:
         return args.func(args)
     except (UserError, RunError) as err:
@@ -440,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
               "DIR continues from it).", file=sys.stderr)
         return 128 + signal.SIGINT
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _interrupt(signum: int, frame) -> None:
