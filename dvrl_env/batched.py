@@ -261,10 +261,7 @@ class DataValuationVectorEnv(VectorEnv):
             if self._predictors is None:
                 module = build_predictor(env._predictor_factory, env.dataset.num_features,
                                          env.dataset.num_classes, 0, self.device)
-                self._predictors = StackedPredictors(
-                    [module] * self.num_envs,
-                    closed_form=uses_closed_form(env._predictor_factory, self.device),
-                    skip_unweighted=env._predictor_factory in PREDICTORS.values())
+                self._predictors = self._stack([module] * self.num_envs)
             self._predictors.load_state_dict(state["predictors"])
             for sub, saved in zip(self._subs, state["subs"], strict=True):
                 sub.np_random = numpy_generator_from_state(saved["np_random"])
@@ -324,10 +321,8 @@ class DataValuationVectorEnv(VectorEnv):
             sub.history.clear()
         if self._predictors is None:
             filler = modules[fresh[0]]  # stands in for sub-envs not reset yet
-            self._predictors = StackedPredictors(
-                [modules.get(k, filler) for k in range(self.num_envs)],
-                closed_form=uses_closed_form(env._predictor_factory, self.device),
-                skip_unweighted=env._predictor_factory in PREDICTORS.values())
+            self._predictors = self._stack([modules.get(k, filler)
+                                            for k in range(self.num_envs)])
         else:
             self._predictors.set_initial(modules)
         if env.baseline == "fixed":
@@ -347,6 +342,12 @@ class DataValuationVectorEnv(VectorEnv):
             fixed = None if isinstance(env.baseline, str) else float(env.baseline)
             for k in fresh:
                 self._subs[k].fixed_baseline = fixed
+
+    def _stack(self, modules: list) -> StackedPredictors:
+        """The K predictors as one stack, trained as the template's predictor says."""
+        factory = self.template._predictor_factory
+        return StackedPredictors(modules, closed_form=uses_closed_form(factory, self.device),
+                                 skip_unweighted=factory in PREDICTORS.values())
 
     def _train(self, slots: list[int], rows: torch.Tensor, weights: torch.Tensor,
                orders: torch.Tensor, subset: bool = False) -> None:

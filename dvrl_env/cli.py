@@ -120,13 +120,11 @@ def log_dir(out: Path) -> str:
 
 
 def check_new_out(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise UserError(f"--out {out} is a file, not a directory.")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
+    runs.check_out_dir(out)  # a file, or under one, or unwritable: refused before anything
+    if any(out.iterdir()) and not overwrite:
         what = "another run" if (out / RUN_FILE).exists() else "other files"
         raise UserError(f"--out {out} is not empty (it holds {what}); choose a new directory, "
                         f"pass --overwrite to replace it, or --resume {out} to continue it.")
-    runs.check_out_dir(out)
 
 
 class Stopper:
