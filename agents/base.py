@@ -139,9 +139,9 @@ class Agent:
             self._fits_offset = self._env_fits()
 
     def _env_fits(self) -> int:
-        return sum(int(getattr(env, "fits", 0)) for env in self._stepped_envs())
+        return sum(int(getattr(env, "fits", 0)) for env in self.stepped_envs())
 
-    def _stepped_envs(self) -> list:
+    def stepped_envs(self) -> list:
         """The envs whose steps this agent's learning pays for."""
         return [self.unwrapped]
 

@@ -128,7 +128,7 @@ class Reinforce(DVEAgent):
         metric = float(np.mean(final["metric"])) if "metric" in final else float("nan")
         return torch.as_tensor(rewards, dtype=torch.float32), metric
 
-    def _stepped_envs(self) -> list:
+    def stepped_envs(self) -> list:
         return [self.unwrapped if self.vector_env is None else self.vector_env]
 
     # ---- checkpoints -------------------------------------------------------------------

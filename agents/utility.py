@@ -68,7 +68,7 @@ class UtilityAgent(Agent):
         _, rewards, _, _, self._info = self.vector_env.step(selections)
         return Round(indices, selections, rewards, leave_one_out(rewards))
 
-    def _stepped_envs(self) -> list:
+    def stepped_envs(self) -> list:
         return [self.vector_env]
 
     def _state_dict(self) -> dict:

@@ -48,7 +48,11 @@ AGENTS: dict[str, tuple[str, dict, int]] = {
     "credit": ("credit", {}, 300),
     "credit-b50": ("credit", {"batch_size": 50}, 300),
     "credit-raw": ("credit", {"smoother": "none"}, 300),
+    "credit-k4": ("credit", {"num_samples": 4}, 600),
+    "credit-k16": ("credit", {"num_samples": 16}, 150),
+    "credit-k32": ("credit", {"num_samples": 32}, 75),
     "critic": ("critic", {}, 300),
+    "critic-b50": ("critic", {"batch_size": 50}, 300),
 }
 #: agents that never step an env: a fit budget does not apply to them
 NO_FITS = ("random", "marginal", "oracle")
@@ -70,10 +74,21 @@ def run_one(env_id: str, label: str, seed: int, noise_rate: float, updates: int 
     return {
         "env": env_id, "env_args": _env_args(env_kwargs), "agent": label, "seed": seed,
         "updates": agent.steps_done, "fits": agent.fits_used,
+        "batch_size": learned_batch_size(agent),
         "auroc": detection_auroc(values, mask), "gap": value_gap(values, mask),
         "mean_value": float(values.mean()), "seconds": time.perf_counter() - start,
         "auroc_curve": json.dumps(curve),
     }
+
+
+def learned_batch_size(agent: agents.Agent) -> int | str:
+    """The batch size B of the env the agent's learning stepped (its own utility env's
+    for ``credit`` and ``critic``); ``""`` for agents that step none."""
+    stepped = agent.stepped_envs()
+    if not stepped or agent.fits_used == 0:
+        return ""
+    space = getattr(stepped[0], "single_action_space", stepped[0].action_space)
+    return int(space.shape[-1])
 
 
 def append_row(path: Path, row: dict) -> None:
@@ -114,26 +129,56 @@ def _env_args(env_kwargs: dict) -> str:
     return json.dumps(env_kwargs, sort_keys=True) if env_kwargs else ""
 
 
-def summarise(rows: list[dict]) -> str:
-    """One line per (env, env options, agent); runs with other env options never mix."""
-    lines = ["| env | env options | agent | seeds | updates | fits | AUROC median | min | max "
-             "| clean - corrupted | s / run |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+def summarise(rows: list[dict], best_batch: bool = False) -> str:
+    """One line per (env, env options, agent); runs with other env options never mix.
+
+    ``best_batch``: one line per (env, agent with its options but the batch size), the
+    batch size whose median AUROC is highest, with the sizes tried."""
+    lines = ["| env | env options | agent | B | seeds | updates | fits | AUROC median | min "
+             "| max | clean - corrupted | s / run |", "|---" * 12 + "|"]
 
     def key(r: dict) -> tuple[str, str, str]:
         return r["env"], r.get("env_args") or "", r["agent"]
 
-    keys = sorted({key(r) for r in rows},
-                  key=lambda k: (k[0], k[1], list(AGENTS).index(k[2])))
-    for env_id, env_args, label in keys:
-        group = [r for r in rows if key(r) == (env_id, env_args, label)]
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(key(r), []).append(r)
+    tried: dict[tuple, list[str]] = {}
+    if best_batch:
+        best: dict[tuple, tuple] = {}
+        for k, group in groups.items():
+            family = (k[0], _family(k[2]))
+            tried.setdefault(family, []).append(str(group[0].get("batch_size", "")))
+            if family not in best or _median(group) > _median(groups[best[family]]):
+                best[family] = k
+        groups = {k: groups[k] for k in best.values()}
+    for env_id, env_args, label in sorted(groups, key=lambda k: (k[0], list(AGENTS).index(k[2]),
+                                                                 k[1])):
+        group = groups[env_id, env_args, label]
         auroc = np.array([float(r["auroc"]) for r in group])
         gap = np.mean([float(r["gap"]) for r in group])
         secs = np.mean([float(r["seconds"]) for r in group])
-        lines.append(f"| {env_id} | {env_args or 'defaults'} | {label} | {len(group)} | "
-                     f"{group[0]['updates']} | {group[0].get('fits', 'n/a')} | "
+        size = group[0].get("batch_size", "")
+        others = sorted({b for b in tried.get((env_id, _family(label)), []) if b}, key=int)
+        if len(others) > 1:
+            size = f"{size} (of {', '.join(others)})"
+        lines.append(f"| {env_id} | {env_args or 'defaults'} | {label} | {size or 'n/a'} | "
+                     f"{len(group)} | {group[0]['updates']} | {group[0].get('fits', 'n/a')} | "
                      f"{np.median(auroc):.3f} | {auroc.min():.3f} | {auroc.max():.3f} | "
                      f"{gap:+.3f} | {secs:.0f} |")
     return "\n".join(lines)
+
+
+def _median(group: list[dict]) -> float:
+    return float(np.median([float(r["auroc"]) for r in group]))
+
+
+def _family(label: str) -> str:
+    """An agent with its options, the batch size left out: labels that differ only in B
+    (``credit``, ``credit-b50``) are one family."""
+    name, options, _ = AGENTS[label]
+    return json.dumps([name, {k: v for k, v in options.items() if k != "batch_size"}],
+                      sort_keys=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,13 +200,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--summarise", nargs="+", metavar="CSV", default=None,
                         help="run nothing: print (and write to --csv's .md) the table of "
                              "these earlier runs' CSVs")
+    parser.add_argument("--best-batch", action="store_true",
+                        help="with --summarise: each agent at its best batch size only")
     args = parser.parse_args(argv)
     if args.summarise:
         rows = []
         for path in args.summarise:
             with open(path, newline="") as f:
                 rows.extend(csv.DictReader(f))
-        table = summarise(rows)
+        table = summarise(rows, best_batch=args.best_batch)
         print(table)
         Path(args.csv).with_suffix(".md").write_text(table + "\n")
         return 0

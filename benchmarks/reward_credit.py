@@ -61,8 +61,9 @@ def given_label_probability(observations: dict) -> np.ndarray:
 
 
 def point_credit(env: gym.Env, policy: np.ndarray, *, rounds: int, num_samples: int,
-                 seed: int) -> np.ndarray:
-    """Mean REINFORCE score of each training point's selection under a fixed policy.
+                 seed: int) -> tuple[np.ndarray, int]:
+    """Mean REINFORCE score of each training point's selection under a fixed policy, and
+    the predictor fits it took (the K copies' counter).
 
     ``policy[i]`` is training point i's selection probability. Points never drawn into
     a batch get credit 0.
@@ -84,7 +85,7 @@ def point_credit(env: gym.Env, policy: np.ndarray, *, rounds: int, num_samples: 
         np.add.at(total, indices, score)
         np.add.at(seen, indices, num_samples)
     vector_env.close()
-    return total / np.maximum(seen, 1)
+    return total / np.maximum(seen, 1), vector_env.fits
 
 
 def pooled_credit(credit: np.ndarray, observations: dict, seed: int) -> np.ndarray:
@@ -119,14 +120,15 @@ def run_one(env_id: str, seed: int, args: argparse.Namespace) -> dict:
     mask = env.unwrapped.dataset.noisy_mask
     p_given = given_label_probability(observations)
     policy = p_given if args.policy == "marginal" else np.full_like(p_given, 0.5)
-    credit = point_credit(env, policy, rounds=args.rounds, num_samples=args.num_samples,
-                          seed=seed)
+    credit, fits = point_credit(env, policy, rounds=args.rounds,
+                                num_samples=args.num_samples, seed=seed)
     pooled = pooled_credit(credit, observations, seed)
     marginal_logit = np.log(p_given / (1.0 - p_given))
     best = max(ceiling(marginal_logit, credit, mask), ceiling(marginal_logit, pooled, mask))
     return {
         "env": env_id, "seed": seed, "predictor": args.predictor, "metric": args.metric,
         "policy": args.policy, "rounds": args.rounds, "num_samples": args.num_samples,
+        "fits": fits,
         "marginal": detection_auroc(marginal_logit, mask),
         "credit": detection_auroc(credit, mask), "pooled": detection_auroc(pooled, mask),
         "ceiling": best[0], "ceiling_c": best[1], "seconds": time.perf_counter() - start,
@@ -137,8 +139,8 @@ SETTINGS = ("env", "predictor", "metric", "policy", "rounds", "num_samples")
 
 
 def summarise(rows: list[dict]) -> str:
-    lines = ["| env | predictor | metric | policy | rounds x K | seeds | marginal | credit "
-             "| pooled | ceiling (c) | s / seed |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| env | predictor | metric | policy | rounds x K | fits | seeds | marginal "
+             "| credit | pooled | ceiling (c) | s / seed |", "|---" * 12 + "|"]
     keys = list(dict.fromkeys(tuple(str(r[k]) for k in SETTINGS) for r in rows))
     for key in keys:
         group = [r for r in rows if tuple(str(r[k]) for k in SETTINGS) == key]
@@ -148,6 +150,7 @@ def summarise(rows: list[dict]) -> str:
         secs = np.mean([float(r["seconds"]) for r in group])
         env_id, predictor, metric, policy, rounds, k = key
         lines.append(f"| {env_id} | {predictor} | {metric} | {policy} | {rounds} x {k} | "
+                     f"{group[0]['fits']} | "
                      f"{' '.join(str(r['seed']) for r in group)} | {per_seed['marginal']} | "
                      f"{per_seed['credit']} | {per_seed['pooled']} | {per_seed['ceiling']} "
                      f"({cs}) | {secs:.0f} |")

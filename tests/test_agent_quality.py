@@ -21,8 +21,25 @@ def test_runs_with_other_env_options_get_their_own_line():
     lines = summarise(rows + [old]).splitlines()[2:]
     assert len(lines) == 2
     defaults = next(line for line in lines if "| defaults |" in line)
-    assert "| 3 | 0 | 0 | 0.920 | 0.900 | 0.940 |" in defaults  # seeds, updates, fits, AUROCs
-    assert '{"predictor": "logistic"} | marginal | 1 | 0 | 0 | 0.600 |' in lines[1]
+    assert "| n/a | 3 | 0 | 0 | 0.920 | 0.900 | 0.940 |" in defaults  # B, seeds, updates, fits
+    assert '{"predictor": "logistic"} | marginal | n/a | 1 | 0 | 0 | 0.600 |' in lines[1]
+
+
+def test_best_batch_keeps_each_agent_at_its_best_batch_size_and_names_the_others():
+    def run(label: str, size: int, seed: int, auroc: float) -> dict:
+        env_args = f'{{"batch_size": {size}}}' if label.startswith("ppo") else ""
+        return {**_row(seed, auroc, env_args), "agent": label, "batch_size": size}
+
+    rows = [run("ppo", 50, 0, 0.70), run("ppo", 50, 1, 0.72),
+            run("ppo", 100, 0, 0.76), run("ppo", 100, 1, 0.74),
+            run("credit", 100, 0, 0.88), run("credit-b50", 50, 0, 0.86),
+            run("credit-k4", 100, 0, 0.80)]  # another K: its own family
+    lines = summarise(rows, best_batch=True).splitlines()[2:]
+    assert [line.split(" | ")[2] for line in lines] == ["ppo", "credit", "credit-k4"]
+    assert "| ppo | 100 (of 50, 100) | 2 |" in lines[0]
+    assert "| 0.750 | 0.740 | 0.760 |" in lines[0]
+    assert "| credit | 100 (of 50, 100) | 1 |" in lines[1]
+    assert "| credit-k4 | 100 | 1 |" in lines[2]
 
 
 def test_append_row_writes_a_header_once_and_refuses_other_columns(tmp_path):

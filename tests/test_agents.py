@@ -203,7 +203,8 @@ def test_reward_credit_finds_the_signal_when_the_reward_carries_one(tmp_path):
 
     env = strong_signal_env(marginal_information=False)
     half = np.full(env.dataset.n_train, 0.5)
-    credit = reward_credit.point_credit(env, half, rounds=20, num_samples=8, seed=0)
+    credit, fits = reward_credit.point_credit(env, half, rounds=20, num_samples=8, seed=0)
+    assert fits == 20 * 8 + (8 if env.baseline == "fixed" else 0)  # + the fixed baselines
     mask = env.dataset.noisy_mask
     assert detection_auroc(credit, mask) > 0.7
     pooled = reward_credit.pooled_credit(credit, env.all_observations(), seed=0)

@@ -74,19 +74,20 @@ def test_a_number_like_spec_hash_is_still_recognised_as_done(tmp_path, monkeypat
 
 def test_markdown_table_and_paired_differences():
     rows = [{"dataset": "adult", "agent": "marginal", "marginal_info": "on", "seed": s,
-             "auroc": 0.9, "gap": 0.5, "robust_acc": 0.8, "updates": 0, "seconds": 1.0}
-            for s in (0, 1)]
+             "auroc": 0.9, "gap": 0.5, "robust_acc": 0.8, "updates": 0, "fits": 0,
+             "seconds": 1.0} for s in (0, 1)]
     rows += [{"dataset": "adult", "agent": "ppo", "marginal_info": mi, "seed": s,
               "auroc": a, "gap": 0.0, "robust_acc": 0.8, "updates": 40, "seconds": 3.0}
              for mi, s, a in (("on", 0, 0.8), ("on", 1, 0.7), ("off", 0, 0.5), ("off", 1, 0.5))]
     text = marginal_information.table(rows)
     lines = text.splitlines()
     assert lines[0].startswith("| dataset | agent | marginal info |")
-    assert lines[1] == "|" + "---|" * 10
-    assert "| adult | marginal | on | 0 | 2 | 0.900 ± 0.000 | - |" in text
-    # RL adds: (0.8 - 0.9, 0.7 - 0.9) -> mean -0.15, half t(0.975, 1) * 0.0707 / 1
-    assert "| adult | ppo | on | 40 | 2 | 0.750 ± 0.635 | -0.150 ± 0.635 |" in text
-    assert "| adult | ppo | off | 40 | 2 | 0.500 ± 0.000 | -0.400 ± 0.000 |" in text
+    assert lines[1] == "|" + "---|" * 11
+    assert "| adult | marginal | on | 0 | 0 | 2 | 0.900 ± 0.000 | - |" in text
+    # RL adds: (0.8 - 0.9, 0.7 - 0.9) -> mean -0.15, half t(0.975, 1) * 0.0707 / 1;
+    # the ppo rows predate fit counting: their fits are n/a
+    assert "| adult | ppo | on | 40 | n/a | 2 | 0.750 ± 0.635 | -0.150 ± 0.635 |" in text
+    assert "| adult | ppo | off | 40 | n/a | 2 | 0.500 ± 0.000 | -0.400 ± 0.000 |" in text
     assert common.markdown_table(["a", "b"], [[1, "x"]]) == "| a | b |\n|---|---|\n| 1 | x |"
 
 
@@ -147,6 +148,14 @@ def test_execute_writes_scores_and_a_curve(tmp_path):
     assert back["auroc"] == pytest.approx(row["auroc"]) and back["agent"] == "random"
     figures.plot_curves([back], ["agent"], "agent", tmp_path / "c.png", "curves")
     assert (tmp_path / "c.png").stat().st_size > 0
+    assert row["fits"] == 0  # random values step no env
+
+
+def test_execute_records_the_predictor_fits_learning_used():
+    spec = common.RunSpec("t", {"agent": "reinforce"}, 0, "DataValuation-Digits-v0",
+                          "reinforce", 3, {"n_train": 100, "predictor": "logistic",
+                                           "predictor_epochs": 2}, log_points=1)
+    assert common.execute(spec)["fits"] == 3 + 1  # one per update and the fixed baseline
 
 
 def test_line_and_bar_figures_are_written(tmp_path):

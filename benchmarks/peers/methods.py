@@ -101,7 +101,7 @@ def agent_values(name: str, options: dict, updates: int):
             raise venvs.PeerError("failed: the env's data differ from load_dataset's")
         agent = agents.make(name, env, seed=seed, log_every=max(1, steps), **options)
         agent.learn(steps, progress_bar=False)
-        return agent.data_values(), {"updates": steps}
+        return agent.data_values(), {"updates": steps, "fits": agent.fits_used}
 
     return run
 

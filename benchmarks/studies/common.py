@@ -119,7 +119,8 @@ def execute(spec: RunSpec, before_learning: Callable | None = None) -> dict:
     curve = {key: [_round(r.get(key)) for r in log] for key in ("step", "auroc", "reward")}
     return {"study": spec.study, "config": spec.config, "seed": spec.seed,
             "spec": spec.spec_hash, **spec.fields, "env": spec.env_id, "agent_name": spec.agent,
-            "updates": spec.updates, "auroc": detection_auroc(values, mask),
+            "updates": spec.updates, "fits": agent.fits_used,
+            "auroc": detection_auroc(values, mask),
             "gap": value_gap(values, mask), "robust_acc": robust.weighted,
             "unweighted_acc": robust.unweighted, "clean_acc": robust.clean, **extra,
             "seconds": round(time.perf_counter() - start, 2), "curve": json.dumps(curve)}
@@ -225,6 +226,16 @@ def outcome_cells(runs: list[dict]) -> list[str]:
     """The last columns of every study table: gap, robust acc and seconds per run."""
     return [cell((r["gap"] for r in runs), signed=True), cell(r["robust_acc"] for r in runs),
             f"{sum(r['seconds'] for r in runs) / len(runs):.0f}"]
+
+
+def fits_cell(runs: list[dict], fallback: str = "n/a") -> str:
+    """Predictor fits per run as recorded; rows written before fits were counted have
+    none and show ``fallback``."""
+    fits = sorted({int(r["fits"]) for r in runs
+                   if isinstance(r.get("fits"), (int, float)) and math.isfinite(r["fits"])})
+    if not fits:
+        return fallback
+    return str(fits[0]) if len(fits) == 1 else f"{fits[0]}-{fits[-1]}"
 
 
 def group(rows: list[dict], keys: list[str]) -> dict[tuple, list[dict]]:

@@ -76,11 +76,11 @@ def table(rows: list[dict]) -> str:
             rows, ["features", "agent", "marginal_info"]).items():
         below = ("-" if label == "oracle" else common.cell(
             common.paired(runs, oracle, ["features", "marginal_info"]), signed=True))
-        body.append([features, label, mi, runs[0]["updates"], len(runs),
+        body.append([features, label, mi, runs[0]["updates"], common.fits_cell(runs), len(runs),
                      common.cell(r["auroc"] for r in runs), below,
                      *common.outcome_cells(runs)])
     return common.markdown_table(
-        ["features", "agent", "marginal info", "updates", "seeds", "AUROC", "- oracle",
+        ["features", "agent", "marginal info", "updates", "fits", "seeds", "AUROC", "- oracle",
          "gap", "robust acc", "s / run"], body)
 
 

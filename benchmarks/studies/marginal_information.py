@@ -60,11 +60,11 @@ def table(rows: list[dict]) -> str:
             rows, ["dataset", "agent", "marginal_info"]).items():
         adds = ("-" if label == "marginal" else
                 common.cell(common.paired(runs, reference, ["dataset"]), signed=True))
-        body.append([dataset, label, mi, runs[0]["updates"], len(runs),
+        body.append([dataset, label, mi, runs[0]["updates"], common.fits_cell(runs), len(runs),
                      common.cell(r["auroc"] for r in runs), adds,
                      *common.outcome_cells(runs)])
     return common.markdown_table(
-        ["dataset", "agent", "marginal info", "updates", "seeds", "AUROC",
+        ["dataset", "agent", "marginal info", "updates", "fits", "seeds", "AUROC",
          "RL adds (AUROC - marginal)", "gap", "robust acc", "s / run"], body)
 
 

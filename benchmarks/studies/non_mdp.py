@@ -54,11 +54,11 @@ def table(rows: list[dict]) -> str:
     for (dataset, label, mode), runs in common.group(rows, ["dataset", "agent", "mode"]).items():
         delta = ("-" if mode == "step" else
                  common.cell(common.paired(runs, step, ["dataset", "agent"]), signed=True))
-        body.append([dataset, label, mode, runs[0]["updates"], len(runs),
+        body.append([dataset, label, mode, runs[0]["updates"], common.fits_cell(runs), len(runs),
                      common.cell(r["auroc"] for r in runs), delta,
                      *common.outcome_cells(runs)])
     return common.markdown_table(
-        ["dataset", "agent", "reset mode", "updates", "seeds", "AUROC", "AUROC - step mode",
+        ["dataset", "agent", "reset mode", "updates", "fits", "seeds", "AUROC", "AUROC - step mode",
          "gap", "robust acc", "s / run"], body)
 
 

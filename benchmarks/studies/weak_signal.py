@@ -78,7 +78,8 @@ def specs(args, seeds: list[int], env_kwargs: dict,
 def table(rows: list[dict]) -> str:
     body = []
     for (dataset, b, k), runs in common.group(rows, ["dataset", "B", "K"]).items():
-        body.append([dataset, b, k, f"{k * runs[0]['updates']}", len(runs),
+        body.append([dataset, b, k, common.fits_cell(runs, fallback=str(k * runs[0]["updates"])),
+                     len(runs),
                      common.cell((r["rel_var"] for r in runs), 2),
                      common.cell((r["snr"] for r in runs), 3, signed=True),
                      common.cell((r["snr_per_fit"] for r in runs), 3, signed=True),
