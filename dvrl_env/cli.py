@@ -26,8 +26,8 @@ import gymnasium as gym
 
 import dvrl_env
 from dvrl_env import runs
+from dvrl_env.data.tabular import load_csv
 from dvrl_env.runs import CHECKPOINT, LOG_FILE, RUN_FILE, RunError
-from dvrl_env.tabular import load_csv
 
 #: without --checkpoint-every, a checkpoint is written when this many seconds have passed
 CHECKPOINT_SECONDS = 60.0
@@ -298,7 +298,7 @@ def resume_note(out: Path, done: int, steps: int, last_logged: int | None,
 def execute(out: Path, settings: dict, env: gym.Env, agent, args: argparse.Namespace) -> int:
     """Learn up to ``settings["steps"]`` with periodic checkpoints, then write the
     outputs (staged: all or none of them appear)."""
-    from dvrl_env import report
+    from dvrl_env.evaluation import report
 
     start = time.perf_counter()
     dataset = env.unwrapped.dataset
@@ -327,7 +327,7 @@ def execute(out: Path, settings: dict, env: gym.Env, agent, args: argparse.Names
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dvrl_env import report
+    from dvrl_env.evaluation import report
 
     out = Path(args.run_dir)
     settings = runs.read_settings(out)
@@ -351,7 +351,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def _output_files() -> tuple[str, ...]:
-    from dvrl_env import report
+    from dvrl_env.evaluation import report
 
     return report.OUTPUT_FILES
 

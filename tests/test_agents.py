@@ -14,8 +14,8 @@ import agents
 import dvrl_env
 from agents.base import Agent
 from dvrl_env import DataValuationEnv, from_arrays
+from dvrl_env.envs.vector import make_vector_env
 from dvrl_env.evaluation import detection_auroc, value_gap
-from dvrl_env.vector import make_vector_env
 from tests.conftest import SMALL_ENV, separable_arrays
 from tests.test_registration import image_root, small_kwargs  # noqa: F401  (fixture)
 

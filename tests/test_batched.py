@@ -14,9 +14,10 @@ from gymnasium.wrappers import TimeLimit
 import dvrl_env
 from agents.reinforce import Reinforce
 from dvrl_env import DataValuationEnv, DataValuationVectorEnv
-from dvrl_env.closed_form import fit_logistic
-from dvrl_env.predictors import argsort_rows, epoch_permutations, fit_weighted, logistic
-from dvrl_env.vector import make_vector_env
+from dvrl_env.envs.vector import make_vector_env
+from dvrl_env.predictors import epoch_permutations, fit_weighted, logistic
+from dvrl_env.predictors.closed_form import fit_logistic
+from dvrl_env.predictors.training import argsort_rows
 from tests.conftest import SMALL_ENV
 
 K, B = 3, SMALL_ENV["batch_size"]

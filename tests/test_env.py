@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from dvrl_env import DataValuationEnv
-from dvrl_env.predictors import binary_auc
+from dvrl_env.predictors.training import binary_auc
 from tests.conftest import SMALL_ENV
 
 

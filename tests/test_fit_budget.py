@@ -9,7 +9,7 @@ import pytest
 
 import agents
 import dvrl_env
-from dvrl_env.vector import make_vector_env
+from dvrl_env.envs.vector import make_vector_env
 
 TINY = {"n_train": 60, "n_valid": 200, "n_test": 100, "batch_size": 20, "predictor_epochs": 1,
         "noise_rate": 0.2}

@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from dvrl_env import encoders, sources
-from dvrl_env.datasets import load_dataset
+from dvrl_env.data import encoders, sources
+from dvrl_env.data.datasets import load_dataset
 from tests.fake_torchvision import write_fake_cifar10, write_fake_fashion_mnist
 
 # Tiny image splits cannot show every class in validation; from_arrays says so, rightly.

@@ -10,7 +10,7 @@ own gradient, and one Adam over the stacked tensors makes K independent Adam ste
 would, up to float rounding.
 
 The logistic predictor on the CPU is the exception: it trains in closed form
-(:mod:`dvrl_env.closed_form`), which is faster than any stacked autograd pass: one
+(:mod:`dvrl_env.predictors.closed_form`), which is faster than any stacked autograd pass: one
 predictor after the other (the single env's numbers exactly), or all K as the columns
 of one matrix when they visit the same rows in the same order (sub-envs in lockstep).
 Predictors that visit the same rows also share the feature gathers in the vmap path.
@@ -25,15 +25,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from dvrl_env.closed_form import augment, fit_logistic_arrays
-from dvrl_env.predictors import compact_visits, make_adam, stacked_metrics
+from dvrl_env.predictors.closed_form import augment, fit_logistic_arrays
+from dvrl_env.predictors.training import compact_visits, make_adam, stacked_metrics
 
 
 class StackedPredictors:
     """K predictors, their current and initial weights stacked along a first axis.
 
     Arguments: ``modules`` (K freshly built predictors of one architecture, on one
-    device), ``closed_form`` (train as in :mod:`dvrl_env.closed_form`: only for
+    device), ``closed_form`` (train as in :mod:`dvrl_env.predictors.closed_form`: only for
     ``torch.nn.Linear`` predictors on the CPU) and ``skip_unweighted`` (leave unselected
     points out of the passes, see :func:`~dvrl_env.predictors.fit_weighted`).
     """

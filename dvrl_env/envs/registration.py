@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import gymnasium as gym
 
-ENTRY_POINT = "dvrl_env.env:DataValuationEnv"
-VECTOR_ENTRY_POINT = "dvrl_env.batched:DataValuationVectorEnv"
+ENTRY_POINT = "dvrl_env.envs.single:DataValuationEnv"
+VECTOR_ENTRY_POINT = "dvrl_env.envs.batched:DataValuationVectorEnv"
 
 ENV_IDS: dict[str, dict] = {
     "DataValuation-Digits-v0": {"dataset": "digits"},

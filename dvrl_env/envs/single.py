@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
-from dvrl_env.closed_form import fit_logistic, uses_closed_form
-from dvrl_env.datasets import ValuationDataset, load_dataset
-from dvrl_env.marginal import marginal_information as compute_marginal_information
+from dvrl_env.data.datasets import ValuationDataset, load_dataset
+from dvrl_env.data.marginal import marginal_information as compute_marginal_information
+from dvrl_env.device import resolve_device
 from dvrl_env.options import check_options, signature_hints
 from dvrl_env.predictors import (
     METRICS,
@@ -23,12 +23,12 @@ from dvrl_env.predictors import (
     epoch_permutations,
     fit_weighted,
     one_hot,
-    resolve_device,
     resolve_predictor,
     restore,
     score,
     snapshot,
 )
+from dvrl_env.predictors.closed_form import fit_logistic, uses_closed_form
 
 RESET_MODES = ("step", "episode", "never")
 BASELINES = ("fixed", "moving_average")

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dvrl_env import evaluation, plots
+from dvrl_env import evaluation
 from dvrl_env.atomic import atomic_write_text
-from dvrl_env.datasets import ValuationDataset
+from dvrl_env.data.datasets import ValuationDataset
+from dvrl_env.evaluation import plots
 from dvrl_env.runs import LOG_FILE
 
 VALUES_FILE = "values.csv"

@@ -263,7 +263,7 @@ def dataset_names() -> list[str]:
 
 
 def _source(name: str) -> Source:
-    from dvrl_env import sources
+    from dvrl_env.data import sources
 
     return {
         "digits": sources.load_digits,

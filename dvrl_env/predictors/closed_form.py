@@ -19,7 +19,7 @@ import torch
 from scipy.special import expit
 from torch import nn
 
-from dvrl_env.predictors import logistic
+from dvrl_env.predictors.models import logistic
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as make_adam uses
 

@@ -42,7 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvrl_env.datasets import ValuationDataset, from_arrays
+from dvrl_env.data.datasets import ValuationDataset, from_arrays
 
 HELD_OUT_FRACTION = 0.2
 NUMERIC_SHARE = 0.9  # a column this numeric is taken as numeric; its stray words are errors

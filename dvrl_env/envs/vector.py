@@ -14,8 +14,8 @@ from functools import partial
 import gymnasium as gym
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from dvrl_env.batched import DataValuationVectorEnv
-from dvrl_env.env import DataValuationEnv
+from dvrl_env.envs.batched import DataValuationVectorEnv
+from dvrl_env.envs.single import DataValuationEnv
 
 
 def make_vector_env(env: gym.Env, num_envs: int, *, batched: bool = True) -> gym.vector.VectorEnv:

@@ -13,8 +13,7 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from dvrl_env.closed_form import uses_closed_form
-from dvrl_env.env import (
+from dvrl_env.envs.single import (
     DataValuationEnv,
     draw_seeds,
     numpy_generator_from_state,
@@ -23,7 +22,8 @@ from dvrl_env.env import (
     selection_array,
 )
 from dvrl_env.predictors import PREDICTORS, build_predictor, stacked_epoch_permutations
-from dvrl_env.stacked import StackedPredictors, slot_mask
+from dvrl_env.predictors.closed_form import uses_closed_form
+from dvrl_env.predictors.stacked import StackedPredictors, slot_mask
 
 
 @dataclasses.dataclass
@@ -46,7 +46,7 @@ class DataValuationVectorEnv(VectorEnv):
     The same results as ``SyncVectorEnv([DataValuationEnv(**options)] * K,
     autoreset_mode=SAME_STEP)`` (up to float rounding), faster: the dataset, features,
     marginal information and validation set are held once, and the K predictors train
-    as one computation (:class:`~dvrl_env.stacked.StackedPredictors`: stacked weights,
+    as one computation (:class:`~dvrl_env.predictors.stacked.StackedPredictors`: stacked weights,
     ``vmap`` of ``functional_call``, one backward pass and one Adam step per
     mini-batch for all K). On CUDA everything stays on the device between steps.
 

@@ -1,9 +1,9 @@
-"""Named dataset sources behind :func:`dvrl_env.datasets.load_dataset`.
+"""Named dataset sources behind :func:`dvrl_env.data.datasets.load_dataset`.
 
 Each source takes ``n_train, n_valid, n_test, seed`` (plus its own options) and
 returns clean splits ``(x_train, y_train, x_valid, y_valid, x_test, y_test,
 num_classes, meta)``: float32 features ``(n, d)``, int64 labels. Label noise is added
-later by :func:`dvrl_env.datasets.from_arrays`. Splits are drawn with
+later by :func:`dvrl_env.data.datasets.from_arrays`. Splits are drawn with
 ``np.random.default_rng(seed)``, so the same seed gives the same points.
 """
 
@@ -20,7 +20,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from dvrl_env import encoders
+from dvrl_env.data import encoders
 
 __all__ = [
     "default_data_root",
@@ -30,7 +30,7 @@ __all__ = [
     "load_fashion_mnist",
 ]
 
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent  # the Adult files ship in this package
 Splits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, dict]
 
 
@@ -309,7 +309,7 @@ def load_cifar10(
 
     Files live under ``root/cifar-10-batches-py`` (``root`` defaults to
     :func:`default_data_root`). Images, floats in [0, 1] shaped (N, 3, 32, 32), pass
-    once through ``encoder`` (default ``"flatten"``, see :mod:`dvrl_env.encoders`) and
+    once through ``encoder`` (default ``"flatten"``, see :mod:`dvrl_env.data.encoders`) and
     the features are cached under ``root/dvrl_cache``. torchvision checks the files'
     MD5 sums; ``verify_checksums=False`` skips that and only checks the files exist,
     reading the same pickle format with the same loader: the deliberate path for
