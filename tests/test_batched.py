@@ -107,12 +107,12 @@ def test_all_zero_selection_leaves_the_predictor_untouched(toy_dataset):
     batched = make_vector_env(env, K)
     batched.reset(seed=0)
     batched.step(np.ones((K, B)))
-    before = {k: v.clone() for k, v in batched._predictors.params.items()}
+    before = {k: v.clone() for k, v in batched.core.predictors.params.items()}
     action = np.ones((K, B))
     action[1] = 0
     info = batched.step(action)[4]
     assert info["n_selected"].tolist() == [B, 0, B]
-    for name, value in batched._predictors.params.items():
+    for name, value in batched.core.predictors.params.items():
         assert torch.equal(value[1], before[name][1]), name
         assert not torch.equal(value[0], before[name][0]), name
 

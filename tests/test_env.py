@@ -168,7 +168,7 @@ def test_metrics_agree_with_sklearn(toy_dataset, metric):
     env.reset(seed=0)
     value = env.step(ALL)[4]["metric"]
     with torch.no_grad():  # sklearn's log_loss clips confident mistakes; compare unclipped
-        logits = env._predictor(torch.as_tensor(toy_dataset.x_valid)).double()
+        logits = env.core.predictors.module(torch.as_tensor(toy_dataset.x_valid)).double()
     probs = torch.softmax(logits, 1).numpy()
     y = toy_dataset.y_valid
     expected = {

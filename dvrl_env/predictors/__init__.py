@@ -5,9 +5,11 @@ train and score (:mod:`.training`), the logistic predictor's closed-form steps
 from dvrl_env.predictors.models import (
     PREDICTORS,
     PredictorFactory,
+    PredictorSpec,
     build_predictor,
     logistic,
     mlp,
+    register_predictor,
     resolve_predictor,
 )
 from dvrl_env.predictors.training import (
@@ -25,12 +27,14 @@ __all__ = [
     "METRICS",
     "PREDICTORS",
     "PredictorFactory",
+    "PredictorSpec",
     "build_predictor",
     "epoch_permutations",
     "fit_weighted",
     "logistic",
     "mlp",
     "one_hot",
+    "register_predictor",
     "resolve_predictor",
     "restore",
     "score",

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -28,15 +29,54 @@ def logistic(num_features: int, num_classes: int) -> nn.Module:
     return nn.Linear(num_features, num_classes)
 
 
-PREDICTORS: dict[str, PredictorFactory] = {"mlp": mlp, "logistic": logistic}
+@dataclass(frozen=True)
+class PredictorSpec:
+    """A predictor factory and what the env may assume about the models it builds.
+
+    * ``skips_unweighted``: each point's loss depends on that point alone (no
+      BatchNorm), so points with selection weight 0 may be left out of the forward and
+      backward passes: the same gradients, less work.
+    * ``linear``: the model is one ``torch.nn.Linear`` on the features, which trains in
+      closed form on the CPU (:mod:`dvrl_env.predictors.closed_form`).
+
+    A callable passed as ``predictor=`` claims neither.
+    """
+
+    factory: PredictorFactory
+    name: str | None = None
+    skips_unweighted: bool = False
+    linear: bool = False
+
+    def build(self, num_features: int, num_classes: int, seed: int,
+              device: torch.device) -> nn.Module:
+        return build_predictor(self.factory, num_features, num_classes, seed, device)
 
 
-def resolve_predictor(spec: str | Callable[..., nn.Module]) -> PredictorFactory:
-    """A name from :data:`PREDICTORS`, or a callable returning a fresh ``nn.Module``.
+PREDICTORS: dict[str, PredictorSpec] = {}
+
+
+def register_predictor(name: str, factory: PredictorFactory, *, skips_unweighted: bool = False,
+                       linear: bool = False) -> PredictorSpec:
+    """Make ``predictor=name`` build models with ``factory(num_features, num_classes)``."""
+    if name in PREDICTORS:
+        raise ValueError(f"A predictor named {name!r} is already registered.")
+    PREDICTORS[name] = PredictorSpec(factory, name, skips_unweighted, linear)
+    return PREDICTORS[name]
+
+
+register_predictor("mlp", mlp, skips_unweighted=True)
+register_predictor("logistic", logistic, skips_unweighted=True, linear=True)
+
+
+def resolve_predictor(spec: str | PredictorSpec | Callable[..., nn.Module]) -> PredictorSpec:
+    """A registered name (:data:`PREDICTORS`), a :class:`PredictorSpec`, or a callable
+    returning a fresh ``nn.Module``.
 
     A callable is called with ``(num_features, num_classes)`` when it takes two
     arguments, with none otherwise.
     """
+    if isinstance(spec, PredictorSpec):
+        return spec
     if isinstance(spec, str):
         if spec not in PREDICTORS:
             raise ValueError(f"Unknown predictor {spec!r}; choose one of {list(PREDICTORS)} "
@@ -48,7 +88,7 @@ def resolve_predictor(spec: str | Callable[..., nn.Module]) -> PredictorFactory:
         n_params = len(inspect.signature(spec).parameters)
     except (TypeError, ValueError):
         n_params = 2
-    return _IgnoreShapes(spec) if n_params == 0 else spec
+    return PredictorSpec(_IgnoreShapes(spec) if n_params == 0 else spec)
 
 
 class _IgnoreShapes:

@@ -19,6 +19,7 @@ Predictors that visit the same rows also share the feature gathers in the vmap p
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,12 +61,14 @@ class StackedPredictors:
             tensors = dict(module.named_parameters()) | dict(module.named_buffers())
             for name, value in tensors.items():
                 self.initial[name][slot].copy_(value.detach())
-        self.restore(slot_mask(len(self), modules, self.initial_device))
+        self.restore(list(modules))
 
     @torch.no_grad()
-    def restore(self, mask: torch.Tensor) -> None:
-        """Put the predictors where ``mask`` (bool, ``(K,)``) is True back to their
-        initial weights, without a host sync."""
+    def restore(self, slots: Sequence[int]) -> None:
+        """Put predictors ``slots`` back to their initial weights, without a host sync."""
+        if not len(slots):
+            return
+        mask = slot_mask(len(self), slots, self.initial_device)
         for name, current in (self.params | self.buffers).items():
             keep = mask.view(-1, *([1] * (current.dim() - 1)))
             current.copy_(torch.where(keep, self.initial[name], current))
