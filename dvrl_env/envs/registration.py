@@ -5,7 +5,7 @@ from __future__ import annotations
 import gymnasium as gym
 
 ENTRY_POINT = "dvrl_env.envs.single:DataValuationEnv"
-VECTOR_ENTRY_POINT = "dvrl_env.envs.batched:DataValuationVectorEnv"
+VECTOR_ENTRY_POINT = "dvrl_env.envs.vector:DataValuationVectorEnv"
 
 ENV_IDS: dict[str, dict] = {
     "DataValuation-Digits-v0": {"dataset": "digits"},
