@@ -209,60 +209,6 @@ def _lenient_cifar10():
     return UncheckedCIFAR10
 
 
-def _encode_splits(
-    name: str,
-    root: Path,
-    pools: tuple[np.ndarray, np.ndarray],
-    labels: tuple[np.ndarray, np.ndarray],
-    sizes: tuple[int, int, int | None],
-    seed: int,
-    encoder,
-    device: str,
-) -> tuple[list[np.ndarray], dict]:
-    """Draw the splits from the (train, test) image pools and encode each one, cached."""
-    n_train, n_valid, n_test = sizes
-    check_sizes(n_train, n_valid, n_test)
-    n_pool, n_test_pool = len(labels[0]), len(labels[1])
-    if n_train + n_valid > n_pool:
-        raise ValueError(
-            f"{name}'s training files hold {n_pool} images, but n_train + n_valid = "
-            f"{n_train + n_valid}; ask for fewer."
-        )
-    if n_test is not None and n_test > n_test_pool:
-        raise ValueError(
-            f"{name}'s test files hold {n_test_pool} images, but n_test = {n_test}; ask for fewer."
-        )
-    rng = np.random.default_rng(seed)
-    perm = rng.permutation(n_pool)
-    test = rng.permutation(n_test_pool)[: n_test or n_test_pool]
-    picks = (
-        ("train", 0, perm[:n_train]),
-        ("valid", 0, perm[n_train : n_train + n_valid]),
-        ("test", 1, test),
-    )
-    key = encoders.encoder_key(encoder)
-    arrays, files = [], []
-    for split, pool, idx in picks:
-        images = np.ascontiguousarray(pools[pool][idx])
-        path = encoders.feature_cache_path(
-            root, dataset=name, split=split, encoder=key, seed=seed, n=len(idx),
-            fingerprint=hashlib.sha256(images.tobytes()).hexdigest()[:12],
-        )
-        compute = functools.partial(encoders.encode, images, encoder, seed=seed, device=device)
-        arrays += [encoders.cached_features(path, compute, n_rows=len(idx)),
-                   np.asarray(labels[pool], dtype=np.int64)[idx]]
-        files.append(str(path))
-    meta = {
-        "encoder": key,
-        "encoder_seed": seed,
-        "image_shape": tuple(int(s) for s in pools[0].shape[1:]),
-        "root": str(root),
-        "cache_files": files,
-        "n_available": {"train_files": n_pool, "test_files": n_test_pool},
-    }
-    return arrays, meta
-
-
 class _ImageFiles(NamedTuple):
     """Where a torchvision image set's files lie under the root: they are checked before
     torchvision opens them, since its own message names no fix."""
@@ -286,11 +232,14 @@ def _load_image_set(
     encoder,
     device: str,
 ) -> Splits:
-    """What CIFAR-10 and Fashion-MNIST share: file checks, splits, encoding and meta.
+    """What CIFAR-10 and Fashion-MNIST share: check the files, draw train and valid from
+    the training files and test from the test files, encode each split once (cached).
 
     ``open_split(root, train)`` opens the torchvision training or test set and
     ``pixels(dataset)`` gives its images as ``(N, C, H, W)``.
     """
+    n_train, n_valid, n_test = sizes
+    check_sizes(n_train, n_valid, n_test)
     root = Path(root).expanduser() if root is not None else default_data_root()
     folder = root / files.folder
     missing = [name for name in files.files if not (folder / name).is_file()]
@@ -301,10 +250,45 @@ def _load_image_set(
             "files at that path. The root is root= or $DVRL_DATA, else ~/.cache/dvrl_env/data."
         )
     sets = [open_split(root, train) for train in (True, False)]
-    pools = tuple(pixels(s) for s in sets)
-    labels = tuple(np.asarray(s.targets) for s in sets)
-    arrays, meta = _encode_splits(files.name, root, pools, labels, sizes, seed, encoder, device)
-    meta["class_names"] = list(sets[0].classes)
+    pools = [pixels(s) for s in sets]
+    labels = [np.asarray(s.targets, dtype=np.int64) for s in sets]
+    n_pool, n_test_pool = len(labels[0]), len(labels[1])
+    if n_train + n_valid > n_pool:
+        raise ValueError(
+            f"{files.name}'s training files hold {n_pool} images, but n_train + n_valid = "
+            f"{n_train + n_valid}; ask for fewer."
+        )
+    if n_test is not None and n_test > n_test_pool:
+        raise ValueError(f"{files.name}'s test files hold {n_test_pool} images, but n_test = "
+                         f"{n_test}; ask for fewer.")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_pool)
+    test = rng.permutation(n_test_pool)[: n_test or n_test_pool]
+    picks = (
+        ("train", 0, perm[:n_train]),
+        ("valid", 0, perm[n_train : n_train + n_valid]),
+        ("test", 1, test),
+    )
+    key = encoders.encoder_key(encoder)
+    arrays, cache_files = [], []
+    for split, pool, idx in picks:
+        images = np.ascontiguousarray(pools[pool][idx])
+        path = encoders.feature_cache_path(
+            root, dataset=files.name, split=split, encoder=key, seed=seed, n=len(idx),
+            fingerprint=hashlib.sha256(images.tobytes()).hexdigest()[:12],
+        )
+        compute = functools.partial(encoders.encode, images, encoder, seed=seed, device=device)
+        arrays += [encoders.cached_features(path, compute, n_rows=len(idx)), labels[pool][idx]]
+        cache_files.append(str(path))
+    meta = {
+        "encoder": key,
+        "encoder_seed": seed,
+        "image_shape": tuple(int(s) for s in pools[0].shape[1:]),
+        "root": str(root),
+        "cache_files": cache_files,
+        "n_available": {"train_files": n_pool, "test_files": n_test_pool},
+        "class_names": list(sets[0].classes),
+    }
     return Splits(*arrays, len(sets[0].classes), meta)
 
 
@@ -334,7 +318,7 @@ def load_cifar10(
 
     cls = CIFAR10 if verify_checksums else _lenient_cifar10()
 
-    def open_split(root: Path, train: bool):
+    def open_split(root: Path, train: bool) -> CIFAR10:
         try:
             return cls(str(root), train=train, download=download)
         except RuntimeError as err:
@@ -386,7 +370,7 @@ def load_fashion_mnist(
     """
     from torchvision.datasets import FashionMNIST
 
-    def open_split(root: Path, train: bool):
+    def open_split(root: Path, train: bool) -> FashionMNIST:
         return FashionMNIST(str(root), train=train, download=download)
 
     files = _ImageFiles("fashion_mnist", "Fashion-MNIST", "FashionMNIST/raw",
