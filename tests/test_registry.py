@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 import dvrl_env
+from dvrl_env import cli
 from dvrl_env.data import registry, sources
 from dvrl_env.data.columns import Column, TableError, encode_rows
 from dvrl_env.data.datasets import load_dataset
@@ -69,6 +70,14 @@ def test_a_registered_dataset_gets_a_working_env_id(toy_entry):
     assert obs["x"].shape == (2, 8, 3)
     obs, rewards, terminated, truncated, info = envs.step(np.ones((2, 8), dtype=np.int8))
     assert rewards.shape == (2,) and np.isfinite(rewards).all()
+
+
+def test_dvrl_envs_lists_a_registered_dataset_with_its_description(toy_entry, capsys):
+    assert cli.main(["envs"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.split() == [TOY_ID, f"{TOY}:", "random", "separable", "blobs"]
+               for line in lines)
+    assert len(lines) == len(dvrl_env.ENV_IDS)
 
 
 def test_unknown_names_list_the_registered_ones(toy_entry):
