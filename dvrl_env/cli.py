@@ -26,6 +26,7 @@ import gymnasium as gym
 
 import dvrl_env
 from dvrl_env import runs
+from dvrl_env.data.registry import dataset_entry
 from dvrl_env.data.tabular import load_csv
 from dvrl_env.runs import CHECKPOINT, LOG_FILE, RUN_FILE, RunError
 
@@ -358,7 +359,11 @@ def _output_files() -> tuple[str, ...]:
 
 def cmd_envs(args: argparse.Namespace) -> int:
     for env_id, kwargs in sorted(dvrl_env.ENV_IDS.items()):
-        print(f"{env_id:32s} {kwargs.get('dataset', 'your data: dataset=from_arrays(...)')}")
+        if "dataset" in kwargs:
+            entry = dataset_entry(kwargs["dataset"])
+            print(f"{env_id:32s} {entry.name}: {entry.description}")
+        else:
+            print(f"{env_id:32s} your data: dataset=from_arrays(...), or --csv")
     return 0
 
 

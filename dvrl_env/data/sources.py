@@ -1,10 +1,10 @@
-"""Named dataset sources behind :func:`dvrl_env.data.datasets.load_dataset`.
+"""The built-in datasets: each loader and, beside it, its registry entry.
 
-Each source takes ``n_train, n_valid, n_test, seed`` (plus its own options) and
-returns clean splits ``(x_train, y_train, x_valid, y_valid, x_test, y_test,
-num_classes, meta)``: float32 features ``(n, d)``, int64 labels. Label noise is added
-later by :func:`dvrl_env.data.datasets.from_arrays`. Splits are drawn with
-``np.random.default_rng(seed)``, so the same seed gives the same points.
+Each loader takes ``n_train, n_valid, n_test, seed`` (plus its own options) and returns
+clean :class:`~dvrl_env.data.registry.Splits`: float32 features ``(n, d)``, int64 labels.
+Label noise is added later by :func:`dvrl_env.data.datasets.from_arrays`. Splits are
+drawn with ``np.random.default_rng(seed)``, so the same seed gives the same points. The
+default sizes live in the entries (:mod:`dvrl_env.data.registry`), not here.
 """
 
 from __future__ import annotations
@@ -15,12 +15,15 @@ import gzip
 import hashlib
 import os
 import pickle
+from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from dvrl_env.data import encoders
+from dvrl_env.data.columns import Column, encode_rows
+from dvrl_env.data.registry import DatasetEntry, Splits, check_sizes, register_dataset
 
 __all__ = [
     "default_data_root",
@@ -31,7 +34,6 @@ __all__ = [
 ]
 
 DATA_DIR = Path(__file__).resolve().parent  # the Adult files ship in this package
-Splits = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int, dict]
 
 
 def default_data_root() -> Path:
@@ -39,17 +41,11 @@ def default_data_root() -> Path:
     return Path(os.environ.get("DVRL_DATA") or "~/.cache/dvrl_env/data").expanduser()
 
 
-def _check_sizes(n_train: int, n_valid: int, n_test: int | None) -> None:
-    for name, value in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-        if value is not None and (int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
-
-
 def _split_pool(
     n_available: int, n_train: int, n_valid: int, n_test: int | None, seed: int, what: str
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Disjoint random train/valid/test indices into one pool; ``n_test=None``: the rest."""
-    _check_sizes(n_train, n_valid, n_test)
+    check_sizes(n_train, n_valid, n_test)
     wanted = n_train + n_valid + (n_test or 0)
     if wanted > n_available or (n_test is None and wanted >= n_available):
         asked = f"n_train + n_valid{' + n_test' if n_test else ''} = {wanted}"
@@ -66,9 +62,7 @@ def _split_pool(
 # --- scikit-learn digits --------------------------------------------------------------
 
 
-def load_digits(
-    *, n_train: int = 1000, n_valid: int = 300, n_test: int | None = None, seed: int = 0
-) -> Splits:
+def load_digits(*, n_train: int, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes): works offline.
 
     Pixels are divided by 16 so that features lie in [0, 1]. ``n_test=None`` takes
@@ -84,7 +78,14 @@ def load_digits(
         "feature_names": [f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
         "n_available": len(y),
     }
-    return x[tr], y[tr], x[va], y[va], x[te], y[te], 10, meta
+    return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], 10, meta)
+
+
+register_dataset(DatasetEntry(
+    name="digits", env_id="DataValuation-Digits-v0", loader=load_digits,
+    n_train=1000, n_valid=300, n_test=None,
+    description="scikit-learn's bundled digits (8x8 pixels, 10 classes), offline",
+))
 
 
 # --- UCI Adult ------------------------------------------------------------------------
@@ -109,10 +110,8 @@ ADULT_COLUMNS = (
 
 
 class _AdultTable(NamedTuple):
-    features: np.ndarray  # float32 (48842, d): raw numeric values and one-hot blocks
+    columns: tuple[Column, ...]  # every row of both files, in ADULT_COLUMNS order
     labels: np.ndarray  # int64, 1 where income > 50K
-    feature_names: tuple[str, ...]
-    numeric_columns: np.ndarray  # indices of the numeric columns in ``features``
 
 
 def _read_adult_rows(name: str) -> list[list[str]]:
@@ -133,89 +132,60 @@ def _read_adult_rows(name: str) -> list[list[str]]:
 
 @functools.lru_cache(maxsize=1)
 def _adult_table() -> _AdultTable:
-    """Both Adult files parsed into one table, once per process (the arrays are read-only)."""
+    """Both Adult files parsed into columns, once per process (the arrays are read-only).
+    Fields are stripped; "?" stays a category of its own, as in the files."""
     rows = _read_adult_rows("adult.data.gz") + _read_adult_rows("adult.test.gz")
-    columns = list(zip(*rows, strict=True))
+    cells = list(zip(*rows, strict=True))
     # Strip each distinct value once rather than every field; adult.test writes ">50K.".
-    income = {value: value.strip().rstrip(".") for value in set(columns[-1])}
+    income = {value: value.strip().rstrip(".") for value in set(cells[-1])}
     if not set(income.values()) <= {">50K", "<=50K"}:
         raise ValueError(f"Unexpected Adult labels: {sorted(set(income.values()))}.")
-    # First the columns' layout, then one float32 table filled in place (the values are
-    # integers below 2**24, so float32 holds them exactly).
-    layout, names, numeric = [], [], []
-    for column, (name, categorical) in zip(columns[:-1], ADULT_COLUMNS, strict=True):
-        start = len(names)
-        if categorical:
-            # Categories come from the whole table, so the columns never depend on the split.
-            stripped = {value: value.strip() for value in set(column)}
-            categories = sorted(set(stripped.values()))
-            index = {category: start + i for i, category in enumerate(categories)}
-            layout.append({value: index[clean] for value, clean in stripped.items()})
-            names += [f"{name}={category}" for category in categories]
-        else:
-            layout.append(start)
-            numeric.append(start)
-            names.append(name)
-    n_rows = len(rows)
-    features = np.zeros((n_rows, len(names)), dtype=np.float32)
-    all_rows = np.arange(n_rows)
-    for column, where in zip(columns[:-1], layout, strict=True):
-        if isinstance(where, dict):
-            features[all_rows, [where[value] for value in column]] = 1.0
-        else:
-            features[:, where] = np.array(column, dtype=np.float64)
-    labels = np.array([income[value] == ">50K" for value in columns[-1]], dtype=np.int64)
-    numeric_columns = np.array(numeric)
-    for arr in (features, labels, numeric_columns):
-        arr.flags.writeable = False
-    return _AdultTable(features, labels, tuple(names), numeric_columns)
+    columns = []
+    for column, (name, categorical) in zip(cells[:-1], ADULT_COLUMNS, strict=True):
+        stripped = {value: value.strip() for value in set(column)}
+        kind = Column.categorical if categorical else Column.numeric
+        columns.append(kind(name, [stripped[value] for value in column]))
+    labels = np.array([income[value] == ">50K" for value in cells[-1]], dtype=np.int64)
+    labels.flags.writeable = False
+    return _AdultTable(tuple(columns), labels)
 
 
-def load_adult(
-    *, n_train: int = 1000, n_valid: int = 400, n_test: int | None = 2000, seed: int = 0
-) -> Splits:
+def load_adult(*, n_train: int, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
     """UCI Adult (census income > 50K), shipped in ``dvrl_env/data``: the paper's tabular set.
 
     Both files (adult.data and adult.test, 48842 rows) form one pool that the splits are
     drawn from. Missing values ("?") are kept as a category of their own, as in the
-    files. Categorical columns are one-hot encoded with categories from the whole table
-    (108 stable columns, names in ``meta["feature_names"]``); numeric columns are
-    min-max scaled with the minimum and maximum of the *training* split only (a
-    constant column is only shifted), so validation and test values may fall slightly
-    outside [0, 1]. ``n_test=None`` takes every remaining row.
+    files. Columns go through the shared tabular encoder (:mod:`dvrl_env.data.columns`):
+    categorical ones one-hot with categories from the whole table (108 stable columns,
+    names in ``meta["feature_names"]``), numeric ones min-max scaled with the minimum
+    and maximum of the *training* split only (a constant column is only shifted), so
+    validation and test values may fall slightly outside [0, 1]. ``n_test=None`` takes
+    every remaining row.
     """
     table = _adult_table()
-    tr, va, te = _split_pool(len(table.labels), n_train, n_valid, n_test, seed, "Adult")
-    x_tr, x_va, x_te = (table.features[idx].astype(np.float64) for idx in (tr, va, te))
-    num = table.numeric_columns
-    low = x_tr[:, num].min(axis=0)
-    span = x_tr[:, num].max(axis=0) - low
-    span[span == 0] = 1.0
-    for x in (x_tr, x_va, x_te):
-        x[:, num] = (x[:, num] - low) / span
     y = table.labels
+    tr, va, te = _split_pool(len(y), n_train, n_valid, n_test, seed, "Adult")
+    encodings = [column.fit(tr) for column in table.columns]
+    x_tr, x_va, x_te = (encode_rows(table.columns, encodings, idx).astype(np.float32)
+                        for idx in (tr, va, te))
     meta = {
-        "feature_names": list(table.feature_names),
-        "numeric_features": [table.feature_names[i] for i in num],
+        "feature_names": [name for e in encodings for name in e.feature_names],
+        "numeric_features": [e.column for e in encodings if e.numeric],
         "scaling": "min-max on the training split",
         "n_available": len(y),
         "license": "CC BY 4.0 (UCI Machine Learning Repository), see data/ADULT_ATTRIBUTION.md",
     }
-    x_tr, x_va, x_te = (x.astype(np.float32) for x in (x_tr, x_va, x_te))
-    return x_tr, y[tr], x_va, y[va], x_te, y[te], 2, meta
+    return Splits(x_tr, y[tr], x_va, y[va], x_te, y[te], 2, meta)
+
+
+register_dataset(DatasetEntry(
+    name="adult", env_id="DataValuation-Adult-v0", loader=load_adult,
+    n_train=1000, n_valid=400, n_test=2000,
+    description="UCI Adult census income (shipped with the package), the paper's tabular set",
+))
 
 
 # --- torchvision image sets -----------------------------------------------------------
-
-
-def _missing_files(folder: Path, names: list[str], title: str, download_hint: str) -> None:
-    missing = [name for name in names if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{title} files not found in {folder} (missing: {', '.join(missing)}). Either pass "
-            f"download=True to fetch them ({download_hint}), or put the standard files at "
-            f"that path. The root is root= or $DVRL_DATA, else ~/.cache/dvrl_env/data."
-        )
 
 
 def _lenient_cifar10():
@@ -239,29 +209,58 @@ def _lenient_cifar10():
     return UncheckedCIFAR10
 
 
-def _encode_splits(
-    name: str,
-    root: Path,
-    pools: tuple[np.ndarray, np.ndarray],
-    labels: tuple[np.ndarray, np.ndarray],
+class _ImageFiles(NamedTuple):
+    """Where a torchvision image set's files lie under the root: they are checked before
+    torchvision opens them, since its own message names no fix."""
+
+    name: str  # the registry name, also the feature cache's
+    title: str
+    folder: str
+    files: tuple[str, ...]
+    download_size: str
+
+
+def _load_image_set(
+    files: _ImageFiles,
+    open_split: Callable[[Path, bool], Any],
+    pixels: Callable[[Any], np.ndarray],
+    *,
     sizes: tuple[int, int, int | None],
     seed: int,
+    root: str | Path | None,
+    download: bool,
     encoder,
     device: str,
-) -> tuple[list[np.ndarray], dict]:
-    """Draw the splits from the (train, test) image pools and encode each one, cached."""
+) -> Splits:
+    """What CIFAR-10 and Fashion-MNIST share: check the files, draw train and valid from
+    the training files and test from the test files, encode each split once (cached).
+
+    ``open_split(root, train)`` opens the torchvision training or test set and
+    ``pixels(dataset)`` gives its images as ``(N, C, H, W)``.
+    """
     n_train, n_valid, n_test = sizes
-    _check_sizes(n_train, n_valid, n_test)
+    check_sizes(n_train, n_valid, n_test)
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    folder = root / files.folder
+    missing = [name for name in files.files if not (folder / name).is_file()]
+    if missing and not download:
+        raise FileNotFoundError(
+            f"{files.title} files not found in {folder} (missing: {', '.join(missing)}). Either "
+            f"pass download=True to fetch them ({files.download_size}), or put the standard "
+            "files at that path. The root is root= or $DVRL_DATA, else ~/.cache/dvrl_env/data."
+        )
+    sets = [open_split(root, train) for train in (True, False)]
+    pools = [pixels(s) for s in sets]
+    labels = [np.asarray(s.targets, dtype=np.int64) for s in sets]
     n_pool, n_test_pool = len(labels[0]), len(labels[1])
     if n_train + n_valid > n_pool:
         raise ValueError(
-            f"{name}'s training files hold {n_pool} images, but n_train + n_valid = "
+            f"{files.name}'s training files hold {n_pool} images, but n_train + n_valid = "
             f"{n_train + n_valid}; ask for fewer."
         )
     if n_test is not None and n_test > n_test_pool:
-        raise ValueError(
-            f"{name}'s test files hold {n_test_pool} images, but n_test = {n_test}; ask for fewer."
-        )
+        raise ValueError(f"{files.name}'s test files hold {n_test_pool} images, but n_test = "
+                         f"{n_test}; ask for fewer.")
     rng = np.random.default_rng(seed)
     perm = rng.permutation(n_pool)
     test = rng.permutation(n_test_pool)[: n_test or n_test_pool]
@@ -271,33 +270,33 @@ def _encode_splits(
         ("test", 1, test),
     )
     key = encoders.encoder_key(encoder)
-    arrays, files = [], []
+    arrays, cache_files = [], []
     for split, pool, idx in picks:
         images = np.ascontiguousarray(pools[pool][idx])
         path = encoders.feature_cache_path(
-            root, dataset=name, split=split, encoder=key, seed=seed, n=len(idx),
+            root, dataset=files.name, split=split, encoder=key, seed=seed, n=len(idx),
             fingerprint=hashlib.sha256(images.tobytes()).hexdigest()[:12],
         )
         compute = functools.partial(encoders.encode, images, encoder, seed=seed, device=device)
-        arrays += [encoders.cached_features(path, compute, n_rows=len(idx)),
-                   np.asarray(labels[pool], dtype=np.int64)[idx]]
-        files.append(str(path))
+        arrays += [encoders.cached_features(path, compute, n_rows=len(idx)), labels[pool][idx]]
+        cache_files.append(str(path))
     meta = {
         "encoder": key,
         "encoder_seed": seed,
         "image_shape": tuple(int(s) for s in pools[0].shape[1:]),
         "root": str(root),
-        "cache_files": files,
+        "cache_files": cache_files,
         "n_available": {"train_files": n_pool, "test_files": n_test_pool},
+        "class_names": list(sets[0].classes),
     }
-    return arrays, meta
+    return Splits(*arrays, len(sets[0].classes), meta)
 
 
 def load_cifar10(
     *,
-    n_train: int = 4000,
-    n_valid: int = 1000,
-    n_test: int | None = 2000,
+    n_train: int,
+    n_valid: int,
+    n_test: int | None,
     seed: int = 0,
     root: str | Path | None = None,
     download: bool = False,
@@ -317,39 +316,45 @@ def load_cifar10(
     """
     from torchvision.datasets import CIFAR10
 
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    folder = root / CIFAR10.base_folder
-    if not download:
-        names = [n for n, _ in CIFAR10.train_list + CIFAR10.test_list]
-        _missing_files(folder, names, "CIFAR-10", "about 170 MB")
     cls = CIFAR10 if verify_checksums else _lenient_cifar10()
-    try:
-        train_set = cls(str(root), train=True, download=download)
-        test_set = cls(str(root), train=False, download=download)
-    except RuntimeError as err:
-        if download:
-            raise
-        raise RuntimeError(
-            f"The CIFAR-10 files in {folder} exist but fail torchvision's MD5 check ({err}): "
-            "they are corrupted, partial or not the official files. Delete them and pass "
-            "download=True, or pass verify_checksums=False to read them without checksums "
-            "(same pickle format, e.g. small test files)."
-        ) from err
-    pools = tuple(np.asarray(s.data).transpose(0, 3, 1, 2) for s in (train_set, test_set))
-    labels = (np.asarray(train_set.targets), np.asarray(test_set.targets))
-    arrays, meta = _encode_splits(
-        "cifar10", root, pools, labels, (n_train, n_valid, n_test), seed, encoder, device
+
+    def open_split(root: Path, train: bool) -> CIFAR10:
+        try:
+            return cls(str(root), train=train, download=download)
+        except RuntimeError as err:
+            if download:
+                raise
+            raise RuntimeError(
+                f"The CIFAR-10 files in {root / CIFAR10.base_folder} exist but fail "
+                f"torchvision's MD5 check ({err}): they are corrupted, partial or not the "
+                "official files. Delete them and pass download=True, or pass "
+                "verify_checksums=False to read them without checksums (same pickle format, "
+                "e.g. small test files)."
+            ) from err
+
+    files = _ImageFiles("cifar10", "CIFAR-10", CIFAR10.base_folder,
+                        tuple(n for n, _ in CIFAR10.train_list + CIFAR10.test_list), "about 170 MB")
+    splits = _load_image_set(
+        files, open_split, lambda s: np.asarray(s.data).transpose(0, 3, 1, 2),  # NHWC -> NCHW
+        sizes=(n_train, n_valid, n_test), seed=seed, root=root, download=download,
+        encoder=encoder, device=device,
     )
-    meta["class_names"] = list(train_set.classes)
-    meta["verify_checksums"] = verify_checksums
-    return (*arrays, 10, meta)
+    splits.meta["verify_checksums"] = verify_checksums
+    return splits
+
+
+register_dataset(DatasetEntry(
+    name="cifar10", env_id="DataValuation-CIFAR10-v0", loader=load_cifar10,
+    n_train=4000, n_valid=1000, n_test=2000, is_image=True, aliases=("cifar_10",),
+    description="CIFAR-10 through torchvision (root=, download=True), pixels or an encoder",
+))
 
 
 def load_fashion_mnist(
     *,
-    n_train: int = 4000,
-    n_valid: int = 1000,
-    n_test: int | None = 2000,
+    n_train: int,
+    n_valid: int,
+    n_test: int | None,
     seed: int = 0,
     root: str | Path | None = None,
     download: bool = False,
@@ -365,18 +370,22 @@ def load_fashion_mnist(
     """
     from torchvision.datasets import FashionMNIST
 
-    root = Path(root).expanduser() if root is not None else default_data_root()
-    folder = root / "FashionMNIST" / "raw"
-    if not download:
-        names = [f"{p}-{kind}" for p in ("train", "t10k")
-                 for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")]
-        _missing_files(folder, names, "Fashion-MNIST", "about 30 MB")
-    train_set = FashionMNIST(str(root), train=True, download=download)
-    test_set = FashionMNIST(str(root), train=False, download=download)
-    pools = tuple(s.data.numpy()[:, None] for s in (train_set, test_set))
-    labels = (train_set.targets.numpy(), test_set.targets.numpy())
-    arrays, meta = _encode_splits(
-        "fashion_mnist", root, pools, labels, (n_train, n_valid, n_test), seed, encoder, device
+    def open_split(root: Path, train: bool) -> FashionMNIST:
+        return FashionMNIST(str(root), train=train, download=download)
+
+    files = _ImageFiles("fashion_mnist", "Fashion-MNIST", "FashionMNIST/raw",
+                        tuple(f"{p}-{kind}" for p in ("train", "t10k")
+                              for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")),
+                        "about 30 MB")
+    return _load_image_set(
+        files, open_split, lambda s: s.data.numpy()[:, None],  # gray: one channel
+        sizes=(n_train, n_valid, n_test), seed=seed, root=root, download=download,
+        encoder=encoder, device=device,
     )
-    meta["class_names"] = list(train_set.classes)
-    return (*arrays, 10, meta)
+
+
+register_dataset(DatasetEntry(
+    name="fashion_mnist", env_id="DataValuation-FashionMNIST-v0", loader=load_fashion_mnist,
+    n_train=4000, n_valid=1000, n_test=2000, is_image=True, aliases=("fashionmnist",),
+    description="Fashion-MNIST through torchvision (root=, download=True), as CIFAR-10",
+))
