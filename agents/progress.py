@@ -83,7 +83,8 @@ class ProgressLog:
         self.rows: list[dict[str, Any]] = []
         self.csv = None if log_dir is None else CsvLog(Path(log_dir) / PROGRESS_LOG)
         self._tensorboard_class = _summary_writer(log_dir) if tensorboard else None
-        self._tensorboard = None
+        self._tensorboard = None  # the writer, made at the first row
+        self._tensorboard_dir = None if log_dir is None else Path(log_dir) / TENSORBOARD_DIR
         self._started = time.perf_counter()
 
     def start(self) -> None:
@@ -111,8 +112,7 @@ class ProgressLog:
 
     def _write_tensorboard(self, tag: str, row: dict[str, Any]) -> None:
         if self._tensorboard is None:
-            self._tensorboard = self._tensorboard_class(str(self.csv.path.parent /
-                                                            TENSORBOARD_DIR))
+            self._tensorboard = self._tensorboard_class(str(self._tensorboard_dir))
         for key, value in row.items():
             if key != "step" and isinstance(value, int | float):
                 self._tensorboard.add_scalar(f"{tag}/{key}", value, row["step"])
