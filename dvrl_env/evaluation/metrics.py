@@ -31,6 +31,7 @@ from dvrl_env.evaluation.results import (
     ValueHistogram,
     ValueTrajectory,
 )
+from dvrl_env.runs import PROGRESS_LOG
 
 __all__ = [
     "DEFAULT_FRACTIONS", "DetectionScores", "DiscoveryCurve", "RemoveHighLow",
@@ -290,7 +291,7 @@ def value_trajectory(
     where = os.fspath(log_csv_path)
     if "step" not in header:
         raise ValueError(f"{where} has no 'step' column (columns: {header}); is it an "
-                         "agent's progress.csv?")
+                         f"agent's {PROGRESS_LOG}?")
     if not rows:
         raise ValueError(f"{where} has a header but no rows yet.")
     columns: dict[str, np.ndarray] = {}
