@@ -30,6 +30,7 @@ from gymnasium import spaces
 
 from dvrl_env.data.datasets import ValuationDataset, load_dataset
 from dvrl_env.data.marginal import marginal_information as compute_marginal_information
+from dvrl_env.data.registry import dataset_names
 from dvrl_env.device import resolve_device
 from dvrl_env.predictors import (
     METRICS,
@@ -142,7 +143,7 @@ def _resolve_dataset(dataset, data_options: dict, data_seed: int) -> ValuationDa
     if isinstance(dataset, str):
         return load_dataset(dataset, seed=data_seed, **given)
     raise ValueError(
-        "Pass dataset=<name> (digits, adult, cifar10, fashion_mnist) or "
+        f"Pass dataset=<name> ({', '.join(dataset_names())}) or "
         "dataset=dvrl_env.from_arrays(x_train, y_train, x_valid, y_valid) for your own data"
         + ("." if dataset is None else f"; got {type(dataset).__name__}.")
     )

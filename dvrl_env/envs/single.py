@@ -64,7 +64,8 @@ class DataValuationEnv(gym.Env):
     step, ``acted_indices`` (the rows of the batch the action selected from).
 
     ## Arguments
-    * ``dataset``: a name (``"digits"``, ``"adult"``, ``"cifar10"``, ``"fashion_mnist"``)
+    * ``dataset``: a registered name (``"digits"``, ``"adult"``, ``"cifar10"``,
+      ``"fashion_mnist"``, or one added with :func:`~dvrl_env.data.registry.register_dataset`)
       or a :class:`~dvrl_env.ValuationDataset` (e.g. from :func:`~dvrl_env.from_arrays`).
     * ``n_train``, ``n_valid``, ``n_test``, ``noise_rate``, ``root``, ``download``,
       ``encoder``: passed to :func:`~dvrl_env.load_dataset` for a named dataset.
