@@ -9,6 +9,7 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import dvrl_env
 from dvrl_env import cli
@@ -17,6 +18,7 @@ from dvrl_env.data.columns import Column, TableError, encode_rows
 from dvrl_env.data.datasets import load_dataset
 from dvrl_env.data.registry import DatasetEntry, Splits, dataset_entry, register_dataset
 from dvrl_env.data.tabular import load_csv
+from dvrl_env.predictors import PREDICTORS, register_predictor
 from tests.conftest import separable_arrays
 
 TOY = "toy_blobs"
@@ -174,3 +176,40 @@ def test_adult_and_csv_files_encode_one_table_alike(tiny_adult, tmp_path):
     ages = np.array([float(TINY_ROWS[i][0]) for i in parts[0]])
     np.testing.assert_allclose(adult.x_train[:, 0], (ages - ages.min()) / np.ptp(ages))
     assert np.all(adult.x_train[:, 1:4].sum(axis=1) == 1)
+
+
+def tanh_net(num_features: int, num_classes: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(num_features, 6), torch.nn.Tanh(),
+                               torch.nn.Linear(6, num_classes))
+
+
+@pytest.fixture
+def tanh_predictor():
+    spec = register_predictor("test_tanh", tanh_net, skips_unweighted=True)
+    yield spec
+    del PREDICTORS["test_tanh"]
+
+
+def test_a_registered_predictor_is_used_by_name_with_its_declared_traits(tanh_predictor):
+    """A predictor is one factory plus one registration; declaring that unselected points
+    may be skipped changes the work, not the rewards."""
+    x, y = separable_arrays(n=120, d=4, seed=1)
+    data = dvrl_env.from_arrays(x[:60], y[:60], x[60:], y[60:], noise_rate=0.2, seed=0)
+    options = {"batch_size": 30, "predictor_epochs": 3, "metric": "neg_log_loss"}
+    named = gym.make("DataValuation-v0", dataset=data, predictor="test_tanh", **options)
+    plain = gym.make("DataValuation-v0", dataset=data, predictor=tanh_net, **options)
+    assert named.unwrapped.config.predictor.skips_unweighted
+    assert not plain.unwrapped.config.predictor.skips_unweighted  # a callable claims nothing
+    named.reset(seed=2)
+    plain.reset(seed=2)
+    selection = np.random.default_rng(0).integers(0, 2, 30)
+    reward = named.step(selection)[1]
+    assert reward == pytest.approx(plain.step(selection)[1], abs=1e-5)
+    vec = gym.make_vec("DataValuation-v0", num_envs=2, dataset=data, predictor="test_tanh",
+                       **options)
+    vec.reset(seed=[2, 2])  # two slots seeded as the single env
+    np.testing.assert_allclose(vec.step(np.stack([selection] * 2))[1], [reward] * 2, atol=1e-5)
+    with pytest.raises(ValueError, match="already registered"):
+        register_predictor("test_tanh", tanh_net)
+    with pytest.raises(ValueError, match=r"Unknown predictor 'tanh'.*'test_tanh'"):
+        gym.make("DataValuation-v0", dataset=data, predictor="tanh")
