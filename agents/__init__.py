@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +24,10 @@ from agents.reinforce import Reinforce
 
 AgentFactory = Callable[..., Agent]
 
-_REGISTRY: dict[str, AgentFactory] = {
+#: every agent :func:`make` and :func:`load` know, by name: a class or factory, or
+#: ``"module:attribute"`` naming one imported when first made (Stable-Baselines3's, whose
+#: import takes seconds, so ``import agents`` does not pay for it)
+_REGISTRY: dict[str, AgentFactory | str] = {
     "reinforce": Reinforce,
     "credit": CreditAgent,
     "critic": AdditiveCritic,
@@ -31,19 +35,9 @@ _REGISTRY: dict[str, AgentFactory] = {
     "oracle": SupervisedOracle,
     "marginal": MarginalInformation,
     "random": RandomValues,
+    "ppo": "agents.sb3:PPOAgent",
+    "a2c": "agents.sb3:A2CAgent",
 }
-
-
-def _sb3(name: str) -> AgentFactory:
-    def factory(env, *, seed: int = 0, **config) -> Agent:
-        from agents import sb3
-
-        return {"ppo": sb3.PPOAgent, "a2c": sb3.A2CAgent}[name](env, seed=seed, **config)
-
-    return factory
-
-
-_REGISTRY.update(ppo=_sb3("ppo"), a2c=_sb3("a2c"))
 
 
 def names() -> list[str]:
@@ -51,18 +45,41 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def register(name: str, factory: AgentFactory) -> None:
-    """Add an agent: ``factory(env, *, seed, **config)`` returns an :class:`Agent`."""
-    if not callable(factory):
-        raise TypeError("factory must be callable as factory(env, *, seed, **config).")
+def register(name: str, factory: AgentFactory | str) -> None:
+    """Add an agent: ``factory(env, *, seed, **config)`` returns an :class:`Agent`, or a
+    ``"module:attribute"`` string names such a factory, imported when first made."""
+    if isinstance(factory, str):
+        module, sep, attribute = factory.partition(":")
+        if not (module and sep and attribute):
+            raise ValueError(f"register({name!r}, {factory!r}): a string factory is "
+                             "'module:attribute', e.g. 'mypackage.agents:MyAgent'.")
+    elif not callable(factory):
+        raise TypeError("factory must be callable as factory(env, *, seed, **config), or a "
+                        "'module:attribute' string naming one.")
     _REGISTRY[name] = factory
 
 
 def make(name: str, env: gym.Env, *, seed: int = 0, **config) -> Agent:
-    """Build the agent ``name`` for ``env``; ``config`` holds the agent's options."""
+    """Build the agent ``name`` for ``env``; ``config`` holds the agent's options.
+
+    The agent takes ``name`` as its :attr:`~Agent.name`: its checkpoints record it, so
+    :func:`load` rebuilds it through the same registry entry."""
     if name not in _REGISTRY:
         raise ValueError(f"Unknown agent {name!r}; choose one of {names()}.")
-    return _REGISTRY[name](env, seed=seed, **config)
+    agent = _factory(name)(env, seed=seed, **config)
+    if not isinstance(agent, Agent):
+        raise TypeError(f"The factory registered as {name!r} returned an object of type "
+                        f"{type(agent).__name__!r}, not an agents.Agent.")
+    agent.name = name
+    return agent
+
+
+def _factory(name: str) -> AgentFactory:
+    entry = _REGISTRY[name]
+    if isinstance(entry, str):
+        module, _, attribute = entry.partition(":")
+        entry = getattr(importlib.import_module(module), attribute)
+    return entry
 
 
 def load(path: str | Path, env: gym.Env, **overrides) -> Agent:
@@ -78,7 +95,9 @@ def load(path: str | Path, env: gym.Env, **overrides) -> Agent:
 
 def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoint",
                     **overrides) -> Agent:
-    """:func:`load` for a checkpoint already read with ``read_checkpoint``."""
+    """:func:`load` for a checkpoint already read with ``read_checkpoint``: the one place
+    any agent is restored, through :func:`make` with the name and options it was saved
+    with, then the agent's own state."""
     name = checkpoint["agent"]
     if name not in _REGISTRY:
         raise CheckpointError(f"{path} holds agent {name!r}, which is not registered here "

@@ -1,20 +1,18 @@
-"""What every data value estimator shares: config, seeding, the learn loop's logging,
-values on every training point, and checkpoints.
+"""What every data value estimator shares: config, seeding, the learn loop with its
+progress bar, log and callbacks, values on every training point, and checkpoints.
 
 An agent sees the environment through Gymnasium only (observations, rewards, info)
 plus ``env.unwrapped.all_observations()`` to score every point. The noise mask is
-read for one thing: the detection AUROC written to the log, a diagnostic that never
-feeds learning (the ``oracle`` agent alone learns from it, by design).
+read for one thing: the detection AUROC written to the log (:mod:`agents.progress`), a
+diagnostic that never feeds learning (the ``oracle`` agent alone learns from it, by
+design).
 """
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -29,8 +27,8 @@ from agents.checkpoint import (
     metadata_json,
     write_checkpoint,
 )
+from agents.progress import ProgressLog
 from dvrl_env import resolve_device
-from dvrl_env.evaluation import detection_auroc, value_gap
 from dvrl_env.options import check_options, dataclass_hints
 
 # callback(agent, step, logs) -> False stops learning
@@ -57,13 +55,15 @@ class AgentConfig:
 
     log_every: int = 10
     log_dir: str | None = None
+    tensorboard: bool = False  # also write the log rows to TensorBoard under log_dir
     device: str = "auto"
 
 
 class Agent:
     """Base class: subclasses implement :meth:`_update` and :meth:`_values_from`."""
 
-    name: ClassVar[str] = "agent"
+    #: the registry name, which checkpoints record (agents.make sets the one it used)
+    name: str = "agent"
     config_class: ClassVar[type[AgentConfig]] = AgentConfig
 
     def __init__(self, env: gym.Env, *, seed: int = 0, **config: Any):
@@ -72,10 +72,9 @@ class Agent:
         self.config = self._parse_config(config)
         self.device = resolve_device(self.config.device)
         self.steps_done = 0
-        self.log_rows: list[dict] = []
-        self._log_path: Path | None = None
-        self._log_fields: list[str] | None = None  # the log file's columns, in its order
-        self._tb_writer = None
+        #: called by :meth:`learn` after every update: a row every ``log_every``
+        self.logger = ProgressLog(self.config.log_every, self.config.log_dir,
+                                  tensorboard=self.config.tensorboard)
         self.generator = torch.Generator().manual_seed(self.seed)
         self._fits_offset: int | None = None  # the envs' fit count when learning began
 
@@ -104,27 +103,35 @@ class Agent:
     # ---- public API ------------------------------------------------------------------
     def learn(self, total_steps: int, *, progress_bar: bool = True,
               callback: Callback | None = None) -> Agent:
-        """Run ``total_steps`` updates (outer iterations), logging every ``log_every``."""
+        """Run ``total_steps`` updates (outer iterations). After each, :attr:`logger`
+        logs a row every ``log_every`` updates, then ``callback(agent, step, logs)`` gets
+        that row (or the update's own logs between rows); False stops learning."""
         if total_steps < 0:
             raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
         self._start_fit_count()
+        self.logger.start()
         bar = tqdm(total=total_steps, desc=f"{self.name}", disable=not progress_bar,
                    dynamic_ncols=True)
-        start = time.perf_counter()
         try:
             for _ in range(total_steps):
                 logs = self._update()
                 self.steps_done += 1
                 bar.update(1)
-                if self.steps_done % max(1, self.config.log_every) == 0:
-                    logs = self.log(logs, elapsed=time.perf_counter() - start)
-                    bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()
+                row = self.logger(self, logs)
+                if row is not None:
+                    logs = row
+                    bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()
                                      if k in ("reward", "auroc")})
                 if callback is not None and callback(self, self.steps_done, logs) is False:
                     break
         finally:
             bar.close()
         return self
+
+    @property
+    def log_rows(self) -> list[dict]:
+        """The rows logged so far by this agent object (a resumed one starts empty)."""
+        return self.logger.rows
 
     @property
     def fits_used(self) -> int:
@@ -149,20 +156,6 @@ class Agent:
         """One value per training point, in training-set order; higher is more valuable."""
         values = self._values_from(self.unwrapped.all_observations())
         return np.asarray(values, dtype=np.float64).reshape(-1)
-
-    def log(self, logs: dict, *, elapsed: float = 0.0) -> dict:
-        """Append one row (step, the update's logs, mean value, AUROC) to the CSV log."""
-        values = self.data_values()
-        row = {"step": self.steps_done, "fits": self.fits_used, "time": round(elapsed, 3),
-               **logs, "mean_value": float(values.mean())}
-        mask = getattr(self.unwrapped, "dataset", None)
-        mask = None if mask is None else mask.noisy_mask
-        if mask is not None and mask.any():
-            row["auroc"] = detection_auroc(values, mask)
-            row["value_gap"] = value_gap(values, mask)
-        self.log_rows.append(row)
-        self._write_log_row(row)
-        return row
 
     def save(self, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
         """Write a checkpoint atomically: tensors and plain values only, loadable with
@@ -211,42 +204,6 @@ class Agent:
 
     def _load_state_dict(self, state: dict) -> None:
         return None
-
-    # ---- logging ---------------------------------------------------------------------
-    def _write_log_row(self, row: dict) -> None:
-        if self.config.log_dir is None:
-            return
-        log_dir = Path(self.config.log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / "progress.csv"
-        if self._log_path != path:  # first row, or a resumed run: keep the file's columns
-            self._log_fields = None
-            if path.exists():
-                with open(path, newline="") as f:
-                    self._log_fields = next(csv.reader(f), None)
-        self._log_path = path
-        new = self._log_fields is None
-        if new:
-            self._log_fields = list(row)
-        with open(path, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=self._log_fields, extrasaction="ignore")
-            if new:
-                writer.writeheader()
-            writer.writerow(row)
-        self._tensorboard(row, log_dir)
-
-    def _tensorboard(self, row: dict, log_dir: Path) -> None:
-        if self._tb_writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:  # tensorboard is optional
-                self._tb_writer = False
-                return
-            self._tb_writer = SummaryWriter(str(log_dir / "tensorboard"))
-        if self._tb_writer:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, int | float):
-                    self._tb_writer.add_scalar(f"{self.name}/{key}", value, row["step"])
 
 
 def given_label_marginal(observations: dict[str, np.ndarray]) -> np.ndarray:

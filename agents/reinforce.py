@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from agents.checkpoint import saved_env_state
 from agents.dve import DVEAgent, DVEConfig, exploration_penalty
-from dvrl_env.vector import make_vector_env
+from dvrl_env.envs.vector import make_vector_env
 
 
 @dataclasses.dataclass

@@ -2,15 +2,19 @@
 
 The policy is permutation-equivariant: one shared network maps each of the B rows
 ``[x, y, marginal]`` of an observation to a Bernoulli logit (the actor), and the critic
-mean-pools the per-row features over the batch. SB3's ``learn`` and logger work as
-usual; :class:`SB3Agent` adds the :class:`~agents.base.Agent` interface on top, and its
-checkpoints are the tensor files every agent writes (SB3's zip pickles Python objects,
-which loading would execute; ``self.model.save`` still writes one for SB3's own tools).
+mean-pools the per-row features over the batch. :class:`SB3Agent` puts the
+:class:`~agents.base.Agent` interface on top: the base class's learn loop, progress bar,
+log and callbacks drive it, and its checkpoints are the tensor files every agent writes
+(SB3's zip pickles Python objects, which loading would execute; ``self.model.save``
+still writes one for SB3's own tools).
 
-One *update* (what ``learn(total_steps)`` counts) is one SB3 iteration: a rollout of
-``n_steps`` env steps (each trains one predictor) followed by SB3's training phase
-(PPO: ``n_epochs`` passes over the rollout in mini-batches of ``batch_size``; A2C: one
-gradient step). ``learn(k)`` runs ``model.learn(total_timesteps=k * n_steps)`` on one env.
+One *update* (one step of the base loop) is one SB3 iteration: ``model.learn`` of
+exactly one rollout of ``n_steps`` env steps (each trains one predictor), followed by
+SB3's training phase (PPO: ``n_epochs`` passes over the rollout in mini-batches of
+``batch_size``; A2C: one gradient step). Consecutive calls continue SB3's counters and
+last observation (``reset_num_timesteps=False``), so k updates draw what one
+``model.learn(k * n_steps)`` would: the schedules are constant, nothing else depends on
+the call's length.
 
 Seeding: SB3 seeds Python's, NumPy's and the *global* torch RNG with ``seed`` at
 construction, and resets the env with ``seed`` on the first rollout; the env itself draws
@@ -21,7 +25,6 @@ them, so a resumed agent draws what an uninterrupted one would have.
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -31,13 +34,12 @@ from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
-from stable_baselines3.common.logger import SummaryWriter
 from stable_baselines3.common.policies import BasePolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
+from stable_baselines3.common.utils import configure_logger
 from torch import nn
-from tqdm.auto import tqdm
 
-from agents.base import Agent, AgentConfig, Callback
+from agents.base import Agent, AgentConfig
 from agents.checkpoint import global_rng_state, saved_env_state, set_global_rng_state
 
 _CHUNK = 65536  # rows per forward pass when scoring every training point
@@ -138,29 +140,15 @@ class PerSamplePolicy(MultiInputActorCriticPolicy):
 
 # ---- the Agent interface ------------------------------------------------------------
 
-class _StopLearning(Exception):
-    """Raised between updates to end ``model.learn`` without an extra env step."""
+class _RolloutLogs(BaseCallback):
+    """What one rollout's env steps report: the mean reward, validation metric (the
+    env's ``info["metric"]``) and fraction of points selected."""
 
-
-class _UpdateCallback(BaseCallback):
-    """Turns SB3's iterations into agent updates: logs, tqdm, and the user's callback.
-
-    An update ends when SB3's training phase ends, i.e. at the next rollout's start or at
-    the end of ``learn``; stopping there wastes no env step.
-    """
-
-    def __init__(self, agent: SB3Agent, bar: tqdm, callback: Callback | None):
+    def __init__(self):
         super().__init__()
-        self.agent, self.bar, self.user_callback = agent, bar, callback
-        self.start = time.perf_counter()
-        self.pending = False
         self.rewards: list[float] = []
         self.metrics: list[float] = []
         self.selected: list[float] = []
-
-    def _on_rollout_start(self) -> None:
-        self._finish_update()
-        self.rewards, self.metrics, self.selected = [], [], []
 
     def _on_step(self) -> bool:
         self.rewards.extend(float(r) for r in self.locals["rewards"])
@@ -168,33 +156,10 @@ class _UpdateCallback(BaseCallback):
         self.selected.append(float(np.mean(self.locals["actions"])))
         return True
 
-    def _on_rollout_end(self) -> None:
-        self.pending = True  # SB3 trains on this rollout next
-
-    def _on_training_end(self) -> None:
-        self._finish_update()
-
-    def _finish_update(self) -> None:
-        if not self.pending:
-            return
-        self.pending = False
-        agent = self.agent
-        logs: dict[str, Any] = {
-            "reward": float(np.mean(self.rewards)),
-            "metric": float(np.mean(self.metrics)) if self.metrics else float("nan"),
-            "selected": float(np.mean(self.selected)),
-        }
-        logs.update({k.removeprefix("train/"): float(v)
-                     for k, v in self.logger.name_to_value.items() if k.startswith("train/")})
-        agent.steps_done += 1
-        self.bar.update(1)
-        if agent.steps_done % max(1, agent.config.log_every) == 0:
-            logs = agent.log(logs, elapsed=time.perf_counter() - self.start)
-            self.bar.set_postfix({k: f"{v:.3f}" for k, v in logs.items()
-                                  if k in ("reward", "auroc")})
-        if self.user_callback is not None and \
-                self.user_callback(agent, agent.steps_done, logs) is False:
-            raise _StopLearning
+    def logs(self) -> dict[str, float]:
+        return {"reward": float(np.mean(self.rewards)),
+                "metric": float(np.mean(self.metrics)) if self.metrics else float("nan"),
+                "selected": float(np.mean(self.selected))}
 
 
 @dataclasses.dataclass
@@ -240,7 +205,7 @@ class SB3Agent(Agent):
     bonus is 0.01 of the *mean* per-point entropy. The model is ``self.model``.
     """
 
-    name: ClassVar[str] = "sb3"
+    name: str = "sb3"
     config_class: ClassVar[type[AgentConfig]] = SB3Config
     algorithm: ClassVar[type[BaseAlgorithm]]
 
@@ -257,38 +222,26 @@ class SB3Agent(Agent):
             gamma=c.gamma, gae_lambda=c.gae_lambda, normalize_advantage=c.normalize_advantage,
             policy_kwargs={"hidden_dim": c.hidden_dim, "hidden_layers": c.hidden_layers,
                            "share_features_extractor": c.share_features_extractor},
-            tensorboard_log=self._tensorboard_dir(), verbose=c.verbose, seed=self.seed,
-            device=self.device, **self._algorithm_kwargs(),
+            verbose=c.verbose, seed=self.seed, device=self.device, **self._algorithm_kwargs(),
         )
+        # one logger for every update (SB3 would build one per learn call); its train/*
+        # values join the update's logs, and the agent's log writes them (TensorBoard too)
+        self.model.set_logger(configure_logger(c.verbose))
 
     def _algorithm_kwargs(self) -> dict[str, Any]:
         return {}
 
-    def _tensorboard_dir(self) -> str | None:
-        """SB3 writes its own tensorboard run under ``log_dir`` when tensorboard exists."""
-        return self.config.log_dir if SummaryWriter is not None else None
-
     # ---- Agent API -------------------------------------------------------------------
-    def learn(self, total_steps: int, *, progress_bar: bool = True,
-              callback: Callback | None = None) -> SB3Agent:
-        """Run ``total_steps`` updates (SB3 iterations of ``n_steps`` env steps each)."""
-        if total_steps < 0:
-            raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
-        self._start_fit_count()
-        bar = tqdm(total=total_steps, desc=self.name, disable=not progress_bar,
-                   dynamic_ncols=True)
-        hook = _UpdateCallback(self, bar, callback)
-        try:
-            if total_steps > 0:
-                self.model.learn(
-                    total_timesteps=total_steps * self.model.n_steps * self.model.n_envs,
-                    callback=hook, reset_num_timesteps=self.model.num_timesteps == 0,
-                )
-        except _StopLearning:
-            pass
-        finally:
-            bar.close()
-        return self
+    def _update(self) -> dict:
+        """One SB3 iteration: a rollout of ``n_steps`` env steps, then SB3's training
+        phase; logs the rollout's means and SB3's ``train/*`` values."""
+        model = self.model
+        rollout = _RolloutLogs()
+        model.learn(model.n_steps * model.n_envs, callback=rollout,
+                    reset_num_timesteps=model.num_timesteps == 0)
+        return {**rollout.logs(),
+                **{k.removeprefix("train/"): float(v)
+                   for k, v in model.logger.name_to_value.items() if k.startswith("train/")}}
 
     @torch.no_grad()
     def _values_from(self, observations: dict[str, np.ndarray]) -> np.ndarray:

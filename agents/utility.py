@@ -16,8 +16,8 @@ import torch
 
 from agents.base import Agent, AgentConfig
 from agents.checkpoint import saved_env_state
-from dvrl_env.env import DataValuationEnv
-from dvrl_env.vector import make_vector_env
+from dvrl_env.envs.single import DataValuationEnv
+from dvrl_env.envs.vector import make_vector_env
 
 
 @dataclasses.dataclass

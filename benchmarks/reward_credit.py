@@ -44,8 +44,8 @@ from sklearn.model_selection import KFold
 
 import dvrl_env  # noqa: F401  (registers the ids)
 from agents.base import given_label_marginal
+from dvrl_env.envs.vector import make_vector_env
 from dvrl_env.evaluation import detection_auroc
-from dvrl_env.vector import make_vector_env
 
 try:
     from benchmarks.agent_quality import append_row, set_threads, write_table

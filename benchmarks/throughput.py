@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dvrl_env  # noqa: E402,F401  (registers the ids)
 from agents.reinforce import Reinforce  # noqa: E402
-from dvrl_env.vector import make_vector_env  # noqa: E402
+from dvrl_env.envs.vector import make_vector_env  # noqa: E402
 
 QUICK = {"n_train": 200, "n_valid": 100, "n_test": 50, "batch_size": 128,
          "predictor_epochs": 4}

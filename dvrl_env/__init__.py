@@ -8,11 +8,9 @@ import os
 
 import torch
 
-from dvrl_env.batched import DataValuationVectorEnv
-from dvrl_env.datasets import ValuationDataset, add_label_noise, from_arrays, load_dataset
-from dvrl_env.env import DataValuationEnv
-from dvrl_env.predictors import resolve_device
-from dvrl_env.registration import ENV_IDS, register_envs
+from dvrl_env.data import ValuationDataset, add_label_noise, from_arrays, load_dataset
+from dvrl_env.device import resolve_device
+from dvrl_env.envs import ENV_IDS, DataValuationEnv, DataValuationVectorEnv, register_envs
 
 register_envs()
 

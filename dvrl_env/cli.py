@@ -26,8 +26,9 @@ import gymnasium as gym
 
 import dvrl_env
 from dvrl_env import runs
-from dvrl_env.runs import CHECKPOINT, LOG_FILE, RUN_FILE, RunError
-from dvrl_env.tabular import load_csv
+from dvrl_env.data.registry import dataset_entry
+from dvrl_env.data.tabular import load_csv
+from dvrl_env.runs import RunDir, RunError
 
 #: without --checkpoint-every, a checkpoint is written when this many seconds have passed
 CHECKPOINT_SECONDS = 60.0
@@ -103,26 +104,26 @@ def _make_env(settings: dict, env_args: dict) -> gym.Env:
     return gym.make(settings["env"], **env_args)
 
 
-def build_agent(settings: dict, env: gym.Env, out: Path):
+def build_agent(settings: dict, env: gym.Env, run: RunDir):
     import agents
 
-    if settings["agent"] not in agents.names():
-        raise UserError(f"Unknown agent {settings['agent']!r}; choose one of {agents.names()}.")
     try:
         return agents.make(settings["agent"], env, seed=settings["seed"],
-                           log_dir=log_dir(out), **settings["agent_args"])
-    except (ValueError, TypeError) as err:
+                           log_dir=log_dir(run), **settings["agent_args"])
+    except (ValueError, TypeError) as err:  # an unknown agent or option names the choices
         raise UserError(str(err)) from None
 
 
-def log_dir(out: Path) -> str:
-    return str(out.resolve() / LOG_FILE.parent)
+def log_dir(run: RunDir) -> str:
+    """The agent's ``log_dir``, absolute: the agent writes the run's log there."""
+    return str(run.log_dir.resolve())
 
 
-def check_new_out(out: Path, overwrite: bool) -> None:
+def check_new_out(run: RunDir, overwrite: bool) -> None:
+    out = run.path
     runs.check_out_dir(out)  # a file, or under one, or unwritable: refused before anything
     if any(out.iterdir()) and not overwrite:
-        what = "another run" if (out / RUN_FILE).exists() else "other files"
+        what = "another run" if run.run_file.exists() else "other files"
         raise UserError(f"--out {out} is not empty (it holds {what}); choose a new directory, "
                         f"pass --overwrite to replace it, or --resume {out} to continue it.")
 
@@ -158,8 +159,8 @@ class Checkpointer:
     """The callback that saves the checkpoint every ``every`` updates (or, without it,
     every CHECKPOINT_SECONDS) and stops learning when a signal came."""
 
-    def __init__(self, out: Path, settings: dict, stopper: Stopper, every: int | None):
-        self.path = out / CHECKPOINT
+    def __init__(self, run: RunDir, settings: dict, stopper: Stopper, every: int | None):
+        self.path = run.checkpoint
         self.metadata = {"run": json.loads(json.dumps(runs.identity(settings)))}
         self.stopper, self.every = stopper, every
         self.last = time.monotonic()
@@ -200,7 +201,7 @@ def new_run(args: argparse.Namespace) -> int:
         raise UserError("--out DIR is required (where values, metrics and plots go).")
     if args.csv and args.label_column is None:
         raise UserError("--csv needs --label-column NAME (the column holding the labels).")
-    out = Path(args.out)
+    run = RunDir(args.out)
     settings = {
         "env": None if args.csv else (args.env or DEFAULT_ENV), "csv": args.csv,
         "label_column": args.label_column, "valid_csv": args.valid_csv,
@@ -214,22 +215,22 @@ def new_run(args: argparse.Namespace) -> int:
         "threads": 1 if args.threads is None else args.threads,
     }
     set_threads(settings["threads"])
-    existed = out.exists()
-    check_new_out(out, args.overwrite)
+    existed = run.path.exists()
+    check_new_out(run, args.overwrite)
     try:
         env = build_env(settings)
-        agent = build_agent(settings, env, out)
+        agent = build_agent(settings, env, run)
         if existed:  # --overwrite, now that the settings are valid
-            runs.remove_run_files(out, _output_files())
+            run.remove_files()
         settings = runs.record_inputs(settings)
         settings["dataset_sha256"] = env.unwrapped.dataset.fingerprint()
-        runs.write_settings(out, settings)
-        return execute(out, settings, env, agent, args)
+        run.write_settings(settings)
+        return execute(run, settings, env, agent, args)
     except BaseException:
-        if not (out / CHECKPOINT).exists():  # nothing worth resuming: leave no trace
-            runs.remove_run_files(out, _output_files())
-            if not existed and out.is_dir() and not any(out.iterdir()):
-                out.rmdir()
+        if not run.checkpoint.exists():  # nothing worth resuming: leave no trace
+            run.remove_files()
+            if not existed and run.path.is_dir() and not any(run.path.iterdir()):
+                run.path.rmdir()
         raise
 
 
@@ -237,52 +238,54 @@ def resume_run(args: argparse.Namespace) -> int:
     import agents
     from agents.checkpoint import read_checkpoint
 
-    out = Path(args.resume)
+    run = RunDir(args.resume)
+    out = run.path
     conflicts = [flag for flag, name in RESUME_FIXED
                  if getattr(args, name) not in (None, [], False)]
-    settings = runs.read_settings(out)
+    settings = run.read_settings()
     if conflicts:
-        raise UserError(f"--resume {out} continues the run as {RUN_FILE} records it (agent "
+        raise UserError(f"--resume {out} continues the run as {run.RUN} records it (agent "
                         f"{settings['agent']!r}, seed {settings['seed']}); {', '.join(conflicts)} "
                         "cannot change it. Start a new run with --out for other settings.")
-    runs.check_inputs(settings, out)
+    run.check_inputs(settings)
     if args.threads is not None and args.threads != settings.get("threads", 1):
         print(f"dvrl: warning: the run used --threads {settings.get('threads', 1)}; with "
               f"{args.threads} its floats may round differently from an uninterrupted run.",
               file=sys.stderr)
     set_threads(args.threads or settings.get("threads", 1))
     env = build_env(settings)
-    runs.check_dataset(settings, env.unwrapped.dataset.fingerprint(), out)
-    path = out / CHECKPOINT
+    run.check_dataset(settings, env.unwrapped.dataset.fingerprint())
+    path = run.checkpoint
     if path.exists():
         checkpoint = read_checkpoint(path)
-        check_checkpoint_run(checkpoint, settings, path)
-        agent = agents.from_checkpoint(checkpoint, env, path, log_dir=log_dir(out))
+        check_checkpoint_run(checkpoint, settings, run)
+        agent = agents.from_checkpoint(checkpoint, env, path, log_dir=log_dir(run))
     else:
-        agent = build_agent(settings, env, out)
+        agent = build_agent(settings, env, run)
     steps = settings["steps"] if args.steps is None else args.steps
     if steps < agent.steps_done:
         raise UserError(f"--steps {steps} is fewer than the {agent.steps_done} updates the run "
                         f"in {out} has done; give --steps >= {agent.steps_done} (or none to "
                         f"finish its {settings['steps']}).")
     settings["steps"] = steps
-    last_logged = runs.truncate_log(out, agent.steps_done)
+    last_logged = run.truncate_log(agent.steps_done)
     if not args.quiet:
         print(resume_note(out, agent.steps_done, steps, last_logged, path.exists()),
               file=sys.stderr)
-    runs.write_settings(out, settings)
-    return execute(out, settings, env, agent, args)
+    run.write_settings(settings)
+    return execute(run, settings, env, agent, args)
 
 
-def check_checkpoint_run(checkpoint: dict, settings: dict, path: Path) -> None:
+def check_checkpoint_run(checkpoint: dict, settings: dict, run: RunDir) -> None:
     """The checkpoint must be this run's: same agent, seed, data and options."""
     saved = json.loads(checkpoint["metadata"]).get("run")
     current = json.loads(json.dumps(runs.identity(settings)))
     if checkpoint["agent"] != settings["agent"] or saved != current:
         differ = sorted(k for k in current if (saved or {}).get(k) != current[k])
-        raise UserError(f"{path} belongs to another run (agent {checkpoint['agent']!r}; its "
-                        f"settings differ from {RUN_FILE} in {differ or ['agent']}). Put this "
-                        "run's checkpoint back, or delete it to restart the run from update 0.")
+        raise UserError(f"{run.checkpoint} belongs to another run (agent "
+                        f"{checkpoint['agent']!r}; its settings differ from {run.RUN} in "
+                        f"{differ or ['agent']}). Put this run's checkpoint back, or delete "
+                        "it to restart the run from update 0.")
 
 
 def resume_note(out: Path, done: int, steps: int, last_logged: int | None,
@@ -295,70 +298,68 @@ def resume_note(out: Path, done: int, steps: int, last_logged: int | None,
     return start + "."
 
 
-def execute(out: Path, settings: dict, env: gym.Env, agent, args: argparse.Namespace) -> int:
+def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Namespace) -> int:
     """Learn up to ``settings["steps"]`` with periodic checkpoints, then write the
     outputs (staged: all or none of them appear)."""
-    from dvrl_env import report
+    from dvrl_env.evaluation import report
 
     start = time.perf_counter()
     dataset = env.unwrapped.dataset
     stopper = Stopper()
-    checkpointer = Checkpointer(out, settings, stopper, args.checkpoint_every)
+    checkpointer = Checkpointer(run, settings, stopper, args.checkpoint_every)
     remaining = settings["steps"] - agent.steps_done
     with stopper:
         agent.learn(remaining, progress_bar=not args.quiet, callback=checkpointer)
     checkpointer.save(agent)
     values = agent.data_values()
     if stopper.signal is not None:
-        with runs.staged(out) as stage:
+        with run.staged() as stage:
             report.write_values(stage, dataset, values)
         name = signal.Signals(stopper.signal).name
         print(f"\n{name}: stopped after {agent.steps_done} of {settings['steps']} updates; the "
-              f"checkpoint and values so far are in {out}.\nresume with: dvrl value --resume "
-              f"{shlex.quote(str(out))}", file=sys.stderr)
+              f"checkpoint and values so far are in {run.path}.\nresume with: dvrl value "
+              f"--resume {shlex.quote(str(run.path))}", file=sys.stderr)
         return 128 + stopper.signal
-    with runs.staged(out) as stage:
+    with run.staged() as stage:
         metrics = report.write_run(stage, dataset, values, settings,
                                    seconds=time.perf_counter() - start,
-                                   steps_done=agent.steps_done, log_file=out / LOG_FILE)
+                                   steps_done=agent.steps_done, log_file=run.log_file)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from dvrl_env import report
+    from dvrl_env.evaluation import report
 
-    out = Path(args.run_dir)
-    settings = runs.read_settings(out)
-    runs.check_inputs(settings, out)
+    run = RunDir(args.run_dir)
+    settings = run.read_settings()
+    run.check_inputs(settings)
     set_threads(args.threads or settings.get("threads", 1))
     env = build_env(settings)
     dataset = env.unwrapped.dataset
-    runs.check_dataset(settings, dataset.fingerprint(), out)
+    run.check_dataset(settings, dataset.fingerprint())
     try:
-        values = report.read_values(out, dataset)
+        values = report.read_values(run, dataset)
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
-    previous = runs.read_json_output(out / report.METRICS_FILE) or {}
-    with runs.staged(out) as stage:
+    previous = run.read_metrics() or {}
+    with run.staged() as stage:
         metrics = report.write_run(stage, dataset, values, settings,
                                    seconds=previous.get("seconds"),
-                                   steps_done=previous.get("steps_done"), log_file=out / LOG_FILE)
+                                   steps_done=previous.get("steps_done"), log_file=run.log_file)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
 
 
-def _output_files() -> tuple[str, ...]:
-    from dvrl_env import report
-
-    return report.OUTPUT_FILES
-
-
 def cmd_envs(args: argparse.Namespace) -> int:
     for env_id, kwargs in sorted(dvrl_env.ENV_IDS.items()):
-        print(f"{env_id:32s} {kwargs.get('dataset', 'your data: dataset=from_arrays(...)')}")
+        if "dataset" in kwargs:
+            entry = dataset_entry(kwargs["dataset"])
+            print(f"{env_id:32s} {entry.name}: {entry.description}")
+        else:
+            print(f"{env_id:32s} your data: dataset=from_arrays(...), or --csv")
     return 0
 
 
@@ -430,7 +431,8 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, RunError) as err:
         return error(str(err))
     except CheckpointError as err:
-        return error(f"{err} (a run restarts from update 0 once its {CHECKPOINT} is deleted)")
+        return error(f"{err} (a run restarts from update 0 once its {RunDir.CHECKPOINT} is "
+                     "deleted)")
     except OSError as err:  # a full disk, a file that vanished: not a bug to trace
         where = f" ({err.filename})" if err.filename else ""
         return error(f"{err.strerror or err}{where}. Free space or choose another --out, then "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import subprocess
+import sys
 import warnings
 
 import gymnasium as gym
@@ -14,8 +16,8 @@ import agents
 import dvrl_env
 from agents.base import Agent
 from dvrl_env import DataValuationEnv, from_arrays
+from dvrl_env.envs.vector import make_vector_env
 from dvrl_env.evaluation import detection_auroc, value_gap
-from dvrl_env.vector import make_vector_env
 from tests.conftest import SMALL_ENV, separable_arrays
 from tests.test_registration import image_root, small_kwargs  # noqa: F401  (fixture)
 
@@ -161,7 +163,13 @@ def test_oracle_finds_predictable_noise(toy_dataset):
     assert detection_auroc(oracle.data_values(), toy_dataset.noisy_mask) > 0.85
 
 
-def test_registry_errors_and_user_agents(toy_dataset):
+@pytest.fixture
+def registry(monkeypatch):
+    """Registrations made by a test are undone after it."""
+    monkeypatch.setattr(agents, "_REGISTRY", dict(agents._REGISTRY))
+
+
+def test_registry_errors_and_user_agents(toy_dataset, registry):
     env = DataValuationEnv(toy_dataset, **SMALL_ENV)
     with pytest.raises(ValueError, match=r"Unknown agent 'dqn'; choose one of .*reinforce"):
         agents.make("dqn", env)
@@ -180,6 +188,42 @@ def test_registry_errors_and_user_agents(toy_dataset):
     agents.register("constant", Constant)
     assert "constant" in agents.names()
     assert agents.make("constant", env).learn(2, progress_bar=False).data_values().mean() == 0.5
+    with pytest.raises(ValueError, match="'module:attribute'"):
+        agents.register("bad", "agents.sb3.PPOAgent")
+    with pytest.raises(TypeError, match="must be callable"):
+        agents.register("bad", 3)
+    agents.register("not-an-agent", lambda env, seed: object())
+    with pytest.raises(TypeError, match="'not-an-agent' returned .* 'object', not an agents"):
+        agents.make("not-an-agent", env)
+
+
+def test_one_registry_holds_every_agent_sb3_included():
+    """SB3's agents are listed, made and loaded like the others, yet ``import agents``
+    does not import Stable-Baselines3 (it takes seconds)."""
+    assert {"reinforce", "gumbel", "credit", "critic", "oracle", "marginal", "random", "ppo",
+            "a2c"} == set(agents.names())
+    script = ("import sys, agents; assert 'ppo' in agents.names(); "
+              "print('stable_baselines3' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.strip() == "False", result.stderr
+
+
+@pytest.mark.parametrize(("name", "config"), [("ppo", {"n_steps": 2}), ("random", {})])
+def test_a_registered_name_round_trips_through_one_dispatch(tmp_path, toy_dataset, registry,
+                                                            name, config):
+    """A checkpoint records the name the agent was made by, so an agent registered under
+    its own name (here a subclass that keeps its parent's ``name``) loads back as itself."""
+    env = DataValuationEnv(toy_dataset, **SMALL_ENV)
+    parent = type(agents.make(name, env, **config))
+    child = type("Mine", (parent,), {})
+    agents.register("mine", child)
+    agent = agents.make("mine", env, seed=2, **config).learn(1, progress_bar=False)
+    assert agent.name == "mine"
+    agent.save(tmp_path / "agent.ckpt")
+    restored = agents.load(tmp_path / "agent.ckpt", env)
+    assert type(restored) is child and restored.name == "mine"
+    np.testing.assert_array_equal(restored.data_values(), agent.data_values())
 
 
 def test_callback_can_stop_learning(toy_dataset):

@@ -14,9 +14,10 @@ from gymnasium.wrappers import TimeLimit
 import dvrl_env
 from agents.reinforce import Reinforce
 from dvrl_env import DataValuationEnv, DataValuationVectorEnv
-from dvrl_env.closed_form import fit_logistic
-from dvrl_env.predictors import argsort_rows, epoch_permutations, fit_weighted, logistic
-from dvrl_env.vector import make_vector_env
+from dvrl_env.envs.vector import make_vector_env
+from dvrl_env.predictors import epoch_permutations, fit_weighted, logistic
+from dvrl_env.predictors.closed_form import fit_logistic
+from dvrl_env.predictors.training import argsort_rows
 from tests.conftest import SMALL_ENV
 
 K, B = 3, SMALL_ENV["batch_size"]
@@ -36,11 +37,11 @@ def make(ds, **kwargs) -> DataValuationEnv:
     return DataValuationEnv(ds, **{**SMALL_ENV, **TRAIN, **kwargs})
 
 
-def sync_of(env, k=K, wrap=None) -> SyncVectorEnv:
+def sync_of(env, k=K, wrap=None, mode=AutoresetMode.SAME_STEP) -> SyncVectorEnv:
     def one():
         copied = copy.deepcopy(env)
         return copied if wrap is None else wrap(copied)
-    return SyncVectorEnv([one] * k, autoreset_mode=AutoresetMode.SAME_STEP)
+    return SyncVectorEnv([one] * k, autoreset_mode=mode)
 
 
 def assert_same(a, b, path="") -> None:
@@ -94,6 +95,74 @@ def test_batched_equals_sync_vector_env(toy_dataset, predictor, mode):
     run_both(batched, sync_of(env), actions_for(3, seed=1), seed=[4, 9, 4])
 
 
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_next_step_autoreset_equals_sync_vector_env(toy_dataset, mode):
+    env = make(toy_dataset, **MODES[mode])
+    batched = DataValuationVectorEnv.from_env(env, K, autoreset_mode="next_step")
+    assert batched.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    last = run_both(batched, sync_of(env, mode=AutoresetMode.NEXT_STEP), actions_for(4))
+    # a step that resets sub-envs trains none: episodes of 1 step leave steps 1 and 3,
+    # of 2 steps 1, 2 and 4 (and the K fixed baselines)
+    assert batched.fits == K * (2 if mode == "step" else 3) + K
+    if mode == "step":  # the fourth step only resets: reward 0, not terminated
+        assert not last[2].any() and (last[1] == 0).all()
+
+
+def test_disabled_autoreset_waits_for_a_masked_reset(toy_dataset):
+    env = make(toy_dataset, reset_mode="episode", episode_length=2)
+    batched = DataValuationVectorEnv.from_env(env, K, autoreset_mode=AutoresetMode.DISABLED)
+    sync = sync_of(env, mode=AutoresetMode.DISABLED)
+    actions = actions_for(4)
+    run_both(batched, sync, actions[:2])  # both episodes end at the second step
+    with pytest.raises(gym.error.ResetNeeded, match=r"Sub-env\(s\) \[0, 1, 2\].*reset_mask"):
+        batched.step(actions[2])
+    mask = np.array([True, True, True])
+    assert_same(batched.reset(options={"reset_mask": mask}),
+                sync.reset(options={"reset_mask": mask.copy()}))
+    for action in actions[2:]:
+        assert_same(batched.step(action), sync.step(action))
+
+
+def test_gymnasium_vector_wrappers_take_the_next_step_env(toy_dataset):
+    from gymnasium.wrappers.vector import FlattenObservation, RecordEpisodeStatistics
+
+    envs = gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset, **SMALL_ENV,
+                        reset_mode="episode", episode_length=2, autoreset_mode="next_step")
+    with pytest.raises(ValueError, match="NEXT_STEP or DISABLED"):
+        FlattenObservation(gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset,
+                                        **SMALL_ENV))  # same-step, the default
+    wrapped = RecordEpisodeStatistics(FlattenObservation(envs))
+    obs, _ = wrapped.reset(seed=0)
+    assert obs.shape == (2, B * (5 + 2 + 2))  # x, y and marginal of B points, flat
+    returns = []
+    for _ in range(2):
+        obs, reward, terminated, truncated, info = wrapped.step(np.ones((2, B), np.int8))
+        returns.append(reward)
+    assert terminated.all() and "episode" in info
+    np.testing.assert_allclose(info["episode"]["r"], np.sum(returns, axis=0), rtol=1e-6)
+    assert info["episode"]["l"].tolist() == [2, 2]
+    with pytest.raises(ValueError, match="Unknown autoreset_mode 'sometimes'"):
+        DataValuationVectorEnv.from_env(make(toy_dataset), 2, autoreset_mode="sometimes")
+
+
+def test_a_single_env_state_is_a_one_slot_vector_env_state(toy_dataset):
+    env = make(toy_dataset, reset_mode="episode", episode_length=3)
+    env.reset(seed=5)
+    env.step(np.ones(B, np.int8))
+    one_slot = DataValuationVectorEnv.from_env(env, 1)
+    obs, _ = one_slot.reset(options={"state": env.state_dict()})
+    np.testing.assert_array_equal(obs["x"][0], env.core.observe(env.core.indices[0])["x"])
+    action = actions_for(3)[0, :1]  # one selection, for one slot
+    assert one_slot.step(action)[1][0] == pytest.approx(env.step(action[0])[1], abs=1e-6)
+    single = make(toy_dataset, reset_mode="episode", episode_length=3)
+    single.reset(options={"state": one_slot.state_dict()})
+    assert single.step(action[0])[1] == pytest.approx(env.step(action[0])[1], abs=1e-6)
+    three = DataValuationVectorEnv.from_env(env, 3)
+    three.reset(seed=0)
+    with pytest.raises(ValueError, match="3 slots, this env 1"):
+        single.reset(options={"state": three.state_dict()})
+
+
 def test_fixed_and_moving_average_baselines_and_accuracy(toy_dataset):
     for options in ({"baseline": "moving_average", "baseline_window": 2, "metric": "accuracy"},
                     {"baseline": 0.25, "metric": "auc"}):
@@ -106,12 +175,12 @@ def test_all_zero_selection_leaves_the_predictor_untouched(toy_dataset):
     batched = make_vector_env(env, K)
     batched.reset(seed=0)
     batched.step(np.ones((K, B)))
-    before = {k: v.clone() for k, v in batched._predictors.params.items()}
+    before = {k: v.clone() for k, v in batched.core.predictors.params.items()}
     action = np.ones((K, B))
     action[1] = 0
     info = batched.step(action)[4]
     assert info["n_selected"].tolist() == [B, 0, B]
-    for name, value in batched._predictors.params.items():
+    for name, value in batched.core.predictors.params.items():
         assert torch.equal(value[1], before[name][1]), name
         assert not torch.equal(value[0], before[name][0]), name
 

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 
 from dvrl_env import cli
+from dvrl_env.runs import RunDir
 from tests.test_tabular import people, write_csv
 
 DVRL = Path(sys.executable).parent / "dvrl"
 TINY_ENV = ["--env-arg", "n_train=60", "--env-arg", "n_valid=200", "--env-arg", "n_test=100",
             "--env-arg", "batch_size=20", "--env-arg", "predictor_epochs=1"]
-OUTPUTS = ["values.csv", "metrics.json", "report.md", "run.json", cli.CHECKPOINT,
+OUTPUTS = ["values.csv", "metrics.json", "report.md", "run.json", RunDir.CHECKPOINT,
            "log/progress.csv", "discovery.png", "remove_high_low.png", "robust_learning.png",
            "value_histogram.png", "value_trajectory.png"]
 
@@ -178,7 +179,7 @@ def test_interrupted_run_saves_and_resumes(tmp_path, sig, code):
     assert proc.returncode == code, err
     assert "resume with: dvrl value --resume" in err and "Traceback" not in err
     interrupted_at = int(re.search(r"stopped after (\d+) of 100000 updates", err).group(1))
-    assert len(read_values(out / "values.csv")) == 60 and (out / cli.CHECKPOINT).is_file()
+    assert len(read_values(out / "values.csv")) == 60 and (out / RunDir.CHECKPOINT).is_file()
     target = interrupted_at + 3
     result = dvrl("value", "--resume", str(out), "--steps", str(target), "--quiet")
     assert result.returncode == 0, result.stderr
@@ -198,3 +199,34 @@ def test_values_without_a_positive_entry_skip_robust_learning_with_a_reason(tmp_
     assert metrics["robust_learning"]["weighted"] is None
     assert "Robust learning was skipped: no value is positive" in (out / "report.md").read_text()
     assert not (out / "robust_learning.png").exists()
+
+
+EXPERIMENTS = ("remove_high_low", "robust_learning", "detection_scores", "discovery_curve",
+               "value_gap", "value_histogram", "value_trajectory")
+
+
+def test_each_experiment_runs_once_for_metrics_and_figures(tmp_path, monkeypatch):
+    """metrics.json and the figures come from one set of results: no model fitted twice."""
+    from dvrl_env import evaluation
+
+    calls: dict[str, int] = {}
+
+    def counted(name):
+        real = getattr(evaluation, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] = calls.get(name, 0) + 1
+            return real(*args, **kwargs)
+        return wrapper
+
+    for name in EXPERIMENTS:
+        monkeypatch.setattr(evaluation, name, counted(name))
+    out = tmp_path / "run"
+    assert cli.main(["value", "--agent", "random", "--steps", "1", "--noise-rate", "0.2",
+                     "--agent-arg", "log_every=1", "--out", str(out), "--quiet",
+                     *TINY_ENV]) == 0
+    assert calls == dict.fromkeys(EXPERIMENTS, 1)
+    assert (out / "robust_learning.png").is_file() and (out / "value_trajectory.png").is_file()
+    calls.clear()
+    assert cli.main(["evaluate", str(out), "--quiet"]) == 0
+    assert calls == dict.fromkeys(EXPERIMENTS, 1)

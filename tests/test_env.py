@@ -11,7 +11,7 @@ import torch
 from sklearn.metrics import accuracy_score, log_loss, roc_auc_score
 
 from dvrl_env import DataValuationEnv
-from dvrl_env.predictors import binary_auc
+from dvrl_env.predictors.training import binary_auc
 from tests.conftest import SMALL_ENV
 
 
@@ -168,7 +168,7 @@ def test_metrics_agree_with_sklearn(toy_dataset, metric):
     env.reset(seed=0)
     value = env.step(ALL)[4]["metric"]
     with torch.no_grad():  # sklearn's log_loss clips confident mistakes; compare unclipped
-        logits = env._predictor(torch.as_tensor(toy_dataset.x_valid)).double()
+        logits = env.core.predictors.module(torch.as_tensor(toy_dataset.x_valid)).double()
     probs = torch.softmax(logits, 1).numpy()
     y = toy_dataset.y_valid
     expected = {

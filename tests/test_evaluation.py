@@ -241,7 +241,7 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 def test_every_plot_writes_a_png_atomically(tmp_path, hand_dataset, noisy_dataset):
-    from dvrl_env import plots
+    from dvrl_env.evaluation import plots
 
     mask = noisy_dataset.noisy_mask
     values = np.where(mask, 0.2, 0.8)

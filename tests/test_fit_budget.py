@@ -9,7 +9,7 @@ import pytest
 
 import agents
 import dvrl_env
-from dvrl_env.vector import make_vector_env
+from dvrl_env.envs.vector import make_vector_env
 
 TINY = {"n_train": 60, "n_valid": 200, "n_test": 100, "batch_size": 20, "predictor_epochs": 1,
         "noise_rate": 0.2}
@@ -73,14 +73,3 @@ def test_a_fit_budget_stops_learning_and_is_logged(tmp_path):
     with pytest.raises(ValueError, match="max_fits must be >= 1"):
         agents.FitBudget(0)
 
-
-def test_a_resumed_log_keeps_the_files_columns(tmp_path):
-    """Rows appended to an older log (other columns, other order) land under its header."""
-    (tmp_path / "progress.csv").write_text("step,reward,mean_value\n1,0.5,0.4\n")
-    env = gym.make("DataValuation-Adult-v0", **TINY)
-    agent = agents.make("reinforce", env, seed=0, log_every=1, log_dir=str(tmp_path))
-    agent.learn(1, progress_bar=False)
-    lines = (tmp_path / "progress.csv").read_text().splitlines()
-    assert lines[0] == "step,reward,mean_value" and len(lines) == 3
-    step, reward, mean_value = lines[2].split(",")
-    assert step == "1" and float(mean_value) == pytest.approx(agent.data_values().mean())

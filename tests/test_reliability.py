@@ -26,6 +26,7 @@ import torch
 import agents
 import dvrl_env
 from dvrl_env import cli
+from dvrl_env.runs import RunDir
 from tests.test_cli import TINY_ENV, dvrl, read_values, start_run, wait_for_log
 from tests.test_tabular import people, write_csv
 
@@ -88,7 +89,7 @@ def test_resume_with_a_crafted_checkpoint_runs_nothing(tmp_path):
     assert cli.main(["value", "--agent", "ppo", "--agent-arg", "n_steps=2", "--steps", "1",
                      "--out", str(out), "--quiet", *TINY_ENV]) == 0
     marker = tmp_path / "ran"
-    crafted_sb3_zip(out / cli.CHECKPOINT, marker)
+    crafted_sb3_zip(out / RunDir.CHECKPOINT, marker)
     result = dvrl("value", "--resume", str(out), "--steps", "2", "--quiet")
     assert result.returncode == 2 and not marker.exists()
     assert "Stable-Baselines3 zip" in result.stderr and "Traceback" not in result.stderr
@@ -133,7 +134,7 @@ def test_env_state_restores_the_rng_stream_and_batch():
     expected = [env.step(np.ones(20, dtype=np.int8))[1] for _ in range(3)]
     other = dvrl_env.DataValuationEnv("adult", reset_mode="episode", episode_length=3, **TINY)
     obs, info = other.reset(options={"state": state})
-    np.testing.assert_array_equal(info["indices"], state["indices"].numpy())
+    np.testing.assert_array_equal(info["indices"], state["indices"][0].numpy())  # slot 0
     assert [other.step(np.ones(20, dtype=np.int8))[1] for _ in range(3)] == expected
     smaller = dvrl_env.DataValuationEnv("adult", **{**TINY, "batch_size": 10})
     with pytest.raises(ValueError, match="does not fit this env.*batch_size is 10"):
@@ -171,7 +172,7 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
     wait_for_log(out, 8, proc)
     proc.kill()  # SIGKILL: no handler runs
     proc.wait(timeout=60)
-    checkpoint = torch.load(out / cli.CHECKPOINT, weights_only=True)
+    checkpoint = torch.load(out / RunDir.CHECKPOINT, weights_only=True)
     saved = checkpoint["steps_done"]
     assert saved >= 6 and saved % 3 == 0
     logged = max(int(r["step"]) for r in read_values(out / "log" / "progress.csv"))
@@ -190,7 +191,7 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_cleanly(tmp_path):
     wait_for_log(out, 3, proc)
     proc.kill()
     proc.wait(timeout=60)
-    assert not (out / cli.CHECKPOINT).exists()  # killed within the first minute
+    assert not (out / RunDir.CHECKPOINT).exists()  # killed within the first minute
     result = dvrl("value", "--resume", str(out), "--steps", "2")
     assert result.returncode == 0, result.stderr
     assert "no checkpoint yet: starting again from update 0" in result.stderr
@@ -226,7 +227,7 @@ def test_resume_refuses_another_runs_checkpoint(reinforce_run, tmp_path, capsys)
                      "--out", str(other), "--quiet", *TINY_ENV]) == 0
     run = tmp_path / "run"
     shutil.copytree(reinforce_run, run)
-    shutil.copy(other / cli.CHECKPOINT, run / cli.CHECKPOINT)
+    shutil.copy(other / RunDir.CHECKPOINT, run / RunDir.CHECKPOINT)
     assert cli.main(["value", "--resume", str(run), "--quiet"]) == 2
     assert "belongs to another run (agent 'gumbel'" in capsys.readouterr().err
 
@@ -235,7 +236,7 @@ def test_resume_refuses_another_runs_checkpoint(reinforce_run, tmp_path, capsys)
 def test_a_damaged_checkpoint_is_one_line(reinforce_run, tmp_path, capsys, content):
     run = tmp_path / "run"
     shutil.copytree(reinforce_run, run)
-    path = run / cli.CHECKPOINT
+    path = run / RunDir.CHECKPOINT
     path.write_bytes(path.read_bytes()[:200] if content == "truncate" else content)
     assert cli.main(["value", "--resume", str(run), "--quiet"]) == 2
     err = capsys.readouterr().err

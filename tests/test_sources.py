@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from dvrl_env import encoders, sources
-from dvrl_env.datasets import load_dataset
+from dvrl_env.data import encoders, sources
+from dvrl_env.data.datasets import load_dataset
 from tests.fake_torchvision import write_fake_cifar10, write_fake_fashion_mnist
 
 # Tiny image splits cannot show every class in validation; from_arrays says so, rightly.
@@ -83,11 +83,14 @@ def test_digits_too_large_says_how_many_there_are():
 
 def test_adult_table_parses_both_files():
     table = sources._adult_table()
-    assert table.features.shape == (48842, 108)
+    assert len(table.labels) == 48842 and all(len(c.values) == 48842 for c in table.columns)
     # adult.names: 23.93% earn >50K over both files (the test file's labels end in ".").
     assert table.labels.mean() == pytest.approx(0.2393, abs=5e-4)
-    assert {"workclass=?", "occupation=?", "native-country=?"} <= set(table.feature_names)
-    assert not any(name.startswith("income") for name in table.feature_names)
+    names = [f"{c.name}={v}" for c in table.columns for v in c.categories]
+    assert len(names) == 102 and sum(c.is_numeric for c in table.columns) == 6
+    assert {"workclass=?", "occupation=?", "native-country=?"} <= set(names)  # "?" is a value
+    assert not any(c.missing for c in table.columns)
+    assert [c.name for c in table.columns] == [name for name, _ in sources.ADULT_COLUMNS]
 
 
 def test_adult_defaults_one_hot_and_scaling():

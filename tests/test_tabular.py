@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-from dvrl_env.tabular import HELD_OUT_FRACTION, MANY_CATEGORIES, TableError, load_csv
+from dvrl_env.data.tabular import HELD_OUT_FRACTION, MANY_CATEGORIES, TableError, load_csv
 
 
 def write_csv(path, rows, header=("age", "city", "y")):

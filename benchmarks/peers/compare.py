@@ -1,6 +1,6 @@
 """Peer comparison: this project's values beside the data-valuation methods a
 practitioner would pick instead, each computed by its own library, on the same splits
-and label noise (``dvrl_env.datasets.load_dataset(name, noise_rate=r, seed=s)``).
+and label noise (``dvrl_env.data.datasets.load_dataset(name, noise_rate=r, seed=s)``).
 
     python benchmarks/peers/compare.py            # Digits, Adult x noise 0.1/0.2/0.4 x 5 seeds
     python benchmarks/peers/compare.py --quick    # 3 seeds, noise 0.2, fewer RL updates
@@ -137,7 +137,7 @@ def run_one(label: str, dataset, seed: int, settings: dict, status, timeout: flo
 
 def main(argv=None) -> int:
     args = parse(argv)
-    from dvrl_env.datasets import load_dataset
+    from dvrl_env.data.datasets import load_dataset
 
     try:
         import torch

@@ -343,7 +343,7 @@ def skipped_section(notes: list[str]) -> str:
 
 def image_datasets(notes: list[str]) -> dict[str, str]:
     """The image ids whose files exist under the data root; a skip note for the others."""
-    from dvrl_env.datasets import load_dataset
+    from dvrl_env.data.datasets import load_dataset
 
     found = {}
     for name, env_id in IMAGE_DATASETS.items():

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from dvrl_env.data.registry import Splits, check_sizes, dataset_entry, dataset_names
 
 __all__ = [
     "ValuationDataset",
@@ -243,34 +244,7 @@ def from_arrays(
     )
 
 
-# --- named datasets -----------------------------------------------------------------
-# A source returns clean splits: (x_train, y_train, x_valid, y_valid, x_test, y_test,
-# num_classes, meta). It is looked up lazily so that importing dvrl_env stays cheap.
-
-Source = Callable[..., tuple]
-
-_DEFAULT_SIZES: dict[str, tuple[int, int, int | None]] = {
-    "digits": (1000, 300, None),
-    "adult": (1000, 400, 2000),
-    "cifar10": (4000, 1000, 2000),
-    "fashion_mnist": (4000, 1000, 2000),
-}
-
-
-def dataset_names() -> list[str]:
-    """Names accepted by :func:`load_dataset`."""
-    return list(_DEFAULT_SIZES)
-
-
-def _source(name: str) -> Source:
-    from dvrl_env import sources
-
-    return {
-        "digits": sources.load_digits,
-        "adult": sources.load_adult,
-        "cifar10": sources.load_cifar10,
-        "fashion_mnist": sources.load_fashion_mnist,
-    }[name]
+# --- named datasets: their facts live in the registry (dvrl_env.data.registry) -------
 
 
 def load_dataset(
@@ -288,36 +262,36 @@ def load_dataset(
 ) -> ValuationDataset:
     """Load a named dataset, split it with ``seed`` and corrupt ``noise_rate`` of its labels.
 
-    Names: ``"digits"`` (scikit-learn's bundled digits, offline), ``"adult"`` (UCI
-    Adult, shipped with the package), ``"cifar10"`` and ``"fashion_mnist"``
-    (torchvision files under ``root``; ``download=True`` fetches them; images pass
-    through ``encoder`` once and the features are cached under ``root``).
-    ``n_test=None`` means the default size (for digits: every remaining example).
+    Names are the registry's (:func:`dataset_names`): ``"digits"`` (scikit-learn's
+    bundled digits, offline), ``"adult"`` (UCI Adult, shipped with the package),
+    ``"cifar10"`` and ``"fashion_mnist"`` (torchvision files under ``root``;
+    ``download=True`` fetches them; images pass through ``encoder`` once and the
+    features are cached under ``root``), and any added with
+    :func:`~dvrl_env.data.registry.register_dataset`. A size left ``None`` is the
+    entry's default (``n_test=None`` for digits: every remaining example).
+    ``source_options`` go to the dataset's loader.
     """
-    key = name.lower().replace("-", "_")
-    key = {"fashionmnist": "fashion_mnist", "cifar_10": "cifar10"}.get(key, key)
-    if key not in _DEFAULT_SIZES:
-        raise ValueError(f"Unknown dataset {name!r}; choose one of {dataset_names()}.")
-    default_train, default_valid, default_test = _DEFAULT_SIZES[key]
+    entry = dataset_entry(name)
     sizes = {
-        "n_train": default_train if n_train is None else int(n_train),
-        "n_valid": default_valid if n_valid is None else int(n_valid),
-        "n_test": default_test if n_test is None else int(n_test),
+        "n_train": entry.n_train if n_train is None else int(n_train),
+        "n_valid": entry.n_valid if n_valid is None else int(n_valid),
+        "n_test": entry.n_test if n_test is None else int(n_test),
     }
-    for size_name, value in sizes.items():
-        if value is not None and value < 1:
-            raise ValueError(f"{size_name} must be a positive integer, got {value}.")
+    check_sizes(**sizes)
     options = dict(source_options)
-    if key in ("cifar10", "fashion_mnist"):
+    if entry.is_image:
         options.update(root=root, download=download, encoder=encoder)
     elif encoder is not None or root is not None or download:
         unused = [k for k, v in (("encoder", encoder), ("root", root), ("download", download)) if v]
-        raise ValueError(f"Option(s) {unused} apply to image datasets only, not {key!r}.")
-    x_tr, y_tr, x_va, y_va, x_te, y_te, num_classes, meta = _source(key)(
-        **sizes, seed=seed, **options
-    )
-    meta = {**meta, "source": key, "data_seed": seed}
+        raise ValueError(f"Option(s) {unused} apply to image datasets only, not {entry.name!r}.")
+    splits = entry.loader(**sizes, seed=seed, **options)
+    if not isinstance(splits, Splits):
+        raise TypeError(f"The loader of dataset {entry.name!r} returned a "
+                        f"{type(splits).__name__}; loaders return "
+                        "dvrl_env.data.registry.Splits.")
+    meta = {**splits.meta, "source": entry.name, "data_seed": seed}
     return from_arrays(
-        x_tr, y_tr, x_va, y_va, x_te, y_te,
-        noise_rate=noise_rate, seed=seed, name=key, num_classes=num_classes, meta=meta,
+        splits.x_train, splits.y_train, splits.x_valid, splits.y_valid, splits.x_test,
+        splits.y_test, noise_rate=noise_rate, seed=seed, name=entry.name,
+        num_classes=splits.num_classes, meta=meta,
     )

@@ -19,14 +19,14 @@ import torch
 from scipy.special import expit
 from torch import nn
 
-from dvrl_env.predictors import logistic
+from dvrl_env.predictors.models import PredictorSpec
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as make_adam uses
 
 
-def uses_closed_form(factory, device: torch.device) -> bool:
-    """Whether predictors from ``factory`` on ``device`` train with :func:`fit_logistic`."""
-    return factory is logistic and device.type == "cpu"
+def uses_closed_form(spec: PredictorSpec, device: torch.device) -> bool:
+    """Whether predictors of ``spec`` on ``device`` train with :func:`fit_logistic`."""
+    return spec.linear and device.type == "cpu"
 
 
 def fit_logistic(

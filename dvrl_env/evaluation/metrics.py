@@ -1,10 +1,10 @@
 """How good are data values? The DVRL paper's experiments, for a dataset and a value array.
 
-Every function takes a :class:`~dvrl_env.datasets.ValuationDataset` (or a log file) and
+Every function takes a :class:`~dvrl_env.data.datasets.ValuationDataset` (or a log file) and
 one value per training point (higher is more valuable), and returns a frozen dataclass
 of numpy arrays and floats with a ``to_dict()`` for ``metrics.json`` (the records are
-defined in :mod:`dvrl_env.results` and re-exported here). Plots of each result live in
-:mod:`dvrl_env.plots`.
+defined in :mod:`dvrl_env.evaluation.results` and re-exported here). Plots of each result live in
+:mod:`dvrl_env.evaluation.plots`.
 
 Ranking rule, shared by every experiment: points are ordered by
 ``np.argsort(values, kind="stable")``, so among tied values the lower training index
@@ -22,8 +22,8 @@ import os
 import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
-from dvrl_env.datasets import ValuationDataset
-from dvrl_env.results import (
+from dvrl_env.data.datasets import ValuationDataset
+from dvrl_env.evaluation.results import (
     DetectionScores,
     DiscoveryCurve,
     RemoveHighLow,
@@ -31,6 +31,7 @@ from dvrl_env.results import (
     ValueHistogram,
     ValueTrajectory,
 )
+from dvrl_env.runs import PROGRESS_LOG
 
 __all__ = [
     "DEFAULT_FRACTIONS", "DetectionScores", "DiscoveryCurve", "RemoveHighLow",
@@ -290,7 +291,7 @@ def value_trajectory(
     where = os.fspath(log_csv_path)
     if "step" not in header:
         raise ValueError(f"{where} has no 'step' column (columns: {header}); is it an "
-                         "agent's progress.csv?")
+                         f"agent's {PROGRESS_LOG}?")
     if not rows:
         raise ValueError(f"{where} has a header but no rows yet.")
     columns: dict[str, np.ndarray] = {}

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from dvrl_env.atomic import atomic_write
-from dvrl_env.results import (
+from dvrl_env.evaluation.results import (
     DiscoveryCurve,
     RemoveHighLow,
     RobustLearning,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
-from dvrl_env.datasets import ValuationDataset
+from dvrl_env.data.datasets import ValuationDataset
 from dvrl_env.predictors import one_hot
 
 

@@ -1,6 +1,7 @@
 """A practitioner's own table: CSV files to a :class:`ValuationDataset`.
 
-Columns are handled as for Adult. Nothing is dropped or merged silently; the policy:
+Columns are encoded as Adult's are, by :mod:`dvrl_env.data.columns` (one-hot and
+min-max). Nothing is dropped or merged silently; the policy:
 
 * **Missing cells** are empty cells and, ignoring case and surrounding spaces, the tokens
   ``na``, ``n/a``, ``nan``, ``null``, ``none``, ``?`` and ``missing`` (``MISSING_TOKENS``),
@@ -42,17 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-from dvrl_env.datasets import ValuationDataset, from_arrays
+from dvrl_env.data.columns import Column, ColumnEncoding, TableError, encode_rows
+from dvrl_env.data.datasets import ValuationDataset, from_arrays
 
 HELD_OUT_FRACTION = 0.2
 NUMERIC_SHARE = 0.9  # a column this numeric is taken as numeric; its stray words are errors
 MANY_CATEGORIES = 100  # more categories than this is probably an identifier: warn
 MISSING_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none", "?", "missing"})
-MISSING_CATEGORY = "(missing)"
-
-
-class TableError(ValueError):
-    """A problem with the user's CSV files, with the file, line and column named."""
 
 
 @dataclass(frozen=True)
@@ -216,50 +213,6 @@ def _label_encoding(parts: list[Table], column: str,
     return ys, names
 
 
-@dataclass(frozen=True)
-class ColumnEncoding:
-    """How one feature column becomes features, decided once from all files (categories)
-    and the training rows (median and range), then applied to every split alike."""
-
-    column: str
-    missing: int  # missing cells over all files
-    categories: tuple[str, ...] = ()  # categorical: one feature per category
-    median: float = 0.0  # numeric: fills the missing cells
-    low: float = 0.0  # numeric: (value - low) / scale, the training rows' range
-    scale: float = 1.0
-
-    @property
-    def numeric(self) -> bool:
-        return not self.categories
-
-    @property
-    def feature_names(self) -> list[str]:
-        if self.numeric:
-            return [self.column, *([f"{self.column}=missing"] if self.missing else [])]
-        return [f"{self.column}={v}" for v in self.categories]
-
-    def summary(self) -> dict:
-        """The entry of ``meta["columns"]``."""
-        if self.numeric:
-            return {"kind": "numeric", "missing": self.missing,
-                    **({"imputed": self.median} if self.missing else {})}
-        return {"kind": "categorical", "missing": self.missing,
-                "categories": len(self.categories)}
-
-    def encode(self, cells: list[str | None]) -> np.ndarray:
-        """The features of cells, missing ones as None: shape ``(len(cells), width)``."""
-        if not self.numeric:
-            lookup = {v: k for k, v in enumerate(self.categories)}
-            x = np.zeros((len(cells), len(self.categories)))
-            x[np.arange(len(cells)), [lookup[MISSING_CATEGORY if c is None else c]
-                                      for c in cells]] = 1.0
-            return x
-        missing = np.array([c is None for c in cells], dtype=bool)
-        values = np.array([self.median if c is None else float(c) for c in cells])
-        scaled = (values - self.low) / self.scale
-        return np.column_stack([scaled, missing]) if self.missing else scaled[:, None]
-
-
 def _is_numeric(column: str, parts: list[Table], cells: list[list[str | None]]) -> bool:
     """Whether a column is numeric; an almost numeric one with a few words is an error, and
     a categorical one holding some numbers is said, since either may be a data-entry slip."""
@@ -287,30 +240,17 @@ def _is_numeric(column: str, parts: list[Table], cells: list[list[str | None]]) 
     return False
 
 
-def _column_encoding(column: str, parts: list[Table], tokens: frozenset[str]) -> ColumnEncoding:
-    """Decide a column's encoding; ``parts[0]`` is the training rows."""
-    cells = [_present(t.column(column), tokens) for t in parts]
-    missing = sum(c is None for col in cells for c in col)
-    if _is_numeric(column, parts, cells):
-        train = np.array([float(c) for c in cells[0] if c is not None])
-        if train.size == 0:
-            raise TableError(f"Column {column!r} has no values in the training rows of "
-                             f"{parts[0].path}, so its missing cells cannot be imputed; fill it "
-                             f"in or drop it with drop_columns=[{column!r}].")
-        low, high = float(train.min()), float(train.max())
-        return ColumnEncoding(column, missing, median=float(np.median(train)), low=low,
-                              scale=high - low if high > low else 1.0)
-    categories = {c for col in cells for c in col if c is not None}
-    if missing:
-        if MISSING_CATEGORY in categories:
-            raise TableError(f"Column {column!r} has missing cells and cells that read "
-                             f"{MISSING_CATEGORY!r}, the category missing cells get; rename "
-                             "that value.")
-        categories.add(MISSING_CATEGORY)
-    return ColumnEncoding(column, missing, categories=tuple(sorted(categories)))
+def _fitted_column(name: str, parts: list[Table],
+                   tokens: frozenset[str]) -> tuple[Column, ColumnEncoding]:
+    """A column over all splits' rows, fitted on the training rows (``parts[0]``)."""
+    cells = [_present(t.column(name), tokens) for t in parts]
+    kind = Column.numeric if _is_numeric(name, parts, cells) else Column.categorical
+    column = kind(name, [c for col in cells for c in col])
+    train_rows = np.arange(len(parts[0].rows))
+    return column, column.fit(train_rows, training=f"the training rows of {parts[0].path}")
 
 
-def _warn_many_categories(encodings: list[ColumnEncoding], n_rows: int) -> None:
+def _warn_many_categories(encodings: Sequence[ColumnEncoding], n_rows: int) -> None:
     """Before encoding: a column with very many categories (an identifier?) makes a wide,
     useless matrix that may not fit in memory."""
     n_features = sum(len(e.feature_names) for e in encodings)
@@ -396,10 +336,12 @@ def load_csv(
                                  _as_list(drop_columns, "drop_columns"))
     parts = _split(first, tables, seed)
     ys, label_names = _label_encoding(parts, label_column, tokens)
-    encodings = [_column_encoding(c, parts, tokens) for c in first.header if c != label_column]
+    columns, encodings = zip(*(_fitted_column(c, parts, tokens)
+                               for c in first.header if c != label_column), strict=True)
     _warn_many_categories(encodings, sum(len(t.rows) for t in parts))
-    xs = [np.hstack([e.encode(_present(t.column(e.column), tokens)) for e in encodings])
-          for t in parts]
+    bounds = np.cumsum([0, *(len(t.rows) for t in parts)])
+    xs = [encode_rows(columns, encodings, np.arange(a, b))
+          for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     meta = {"feature_names": [name for e in encodings for name in e.feature_names],
             "label_names": label_names, "label_column": label_column,
             "columns": {e.column: e.summary() for e in encodings},

@@ -1,106 +1,16 @@
-"""Predictors: the models trained on a selected subset, in plain torch.
-
-The environment builds one with :func:`build_predictor`, trains it with
-:func:`fit_weighted` (the official DVRL inner loop: ``epochs`` passes over the batch in
-shuffled mini-batches, cross-entropy weighted by the selection vector) and scores it
-with :func:`score`. Nothing here knows about the environment.
+"""Training and scoring a predictor: the official DVRL inner loop (``epochs`` passes over
+the batch in shuffled mini-batches, cross-entropy weighted by the selection vector) and
+the validation metrics. Nothing here knows about the environment.
 """
 
 from __future__ import annotations
-
-import inspect
-from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-PredictorFactory = Callable[[int, int], nn.Module]
-
 METRICS = ("accuracy", "auc", "neg_log_loss")
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` picks CUDA when it is available, else the CPU."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={str(device)!r} was asked for but CUDA is not available; "
-                         "use device='auto' or 'cpu'.")
-    return device
-
-
-def mlp(num_features: int, num_classes: int, hidden: int = 100) -> nn.Module:
-    """Two ReLU layers of ``hidden`` units: the official DVRL image-example predictor."""
-    return nn.Sequential(
-        nn.Linear(num_features, hidden), nn.ReLU(),
-        nn.Linear(hidden, hidden), nn.ReLU(),
-        nn.Linear(hidden, num_classes),
-    )
-
-
-def logistic(num_features: int, num_classes: int) -> nn.Module:
-    """Multinomial logistic regression: one linear layer on the features."""
-    return nn.Linear(num_features, num_classes)
-
-
-PREDICTORS: dict[str, PredictorFactory] = {"mlp": mlp, "logistic": logistic}
-
-
-def resolve_predictor(spec: str | Callable[..., nn.Module]) -> PredictorFactory:
-    """A name from :data:`PREDICTORS`, or a callable returning a fresh ``nn.Module``.
-
-    A callable is called with ``(num_features, num_classes)`` when it takes two
-    arguments, with none otherwise.
-    """
-    if isinstance(spec, str):
-        if spec not in PREDICTORS:
-            raise ValueError(f"Unknown predictor {spec!r}; choose one of {list(PREDICTORS)} "
-                             "or pass a callable returning a fresh torch.nn.Module.")
-        return PREDICTORS[spec]
-    if not callable(spec):
-        raise TypeError(f"predictor must be a name or a callable, got {type(spec).__name__}.")
-    try:
-        n_params = len(inspect.signature(spec).parameters)
-    except (TypeError, ValueError):
-        n_params = 2
-    return _IgnoreShapes(spec) if n_params == 0 else spec
-
-
-class _IgnoreShapes:
-    """Adapts a zero-argument factory; a class rather than a lambda so envs pickle."""
-
-    def __init__(self, factory: Callable[[], nn.Module]):
-        self.factory = factory
-
-    def __call__(self, num_features: int, num_classes: int) -> nn.Module:
-        return self.factory()
-
-
-def build_predictor(
-    factory: PredictorFactory, num_features: int, num_classes: int, seed: int,
-    device: torch.device,
-) -> nn.Module:
-    """Build a predictor whose initial weights depend on ``seed`` only.
-
-    Module constructors draw from the global torch RNG; it is forked and restored
-    around the call, so the caller's global random state is left untouched.
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.default_generator.manual_seed(seed)  # CPU only: fork_rng restores it
-        model = factory(num_features, num_classes)
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"The predictor factory returned {type(model).__name__}, "
-                        "not a torch.nn.Module.")
-    model = model.to(device)
-    with torch.no_grad():
-        out = model(torch.zeros(2, num_features, device=device))
-    if out.shape != (2, num_classes):
-        raise ValueError(f"The predictor maps (2, {num_features}) inputs to {tuple(out.shape)}; "
-                         f"it must output (batch, {num_classes}) logits.")
-    return model
 
 
 def snapshot(model: nn.Module) -> list[torch.Tensor]:

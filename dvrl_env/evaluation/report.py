@@ -1,45 +1,50 @@
 """A finished run's outputs: values.csv, metrics.json, the figures and report.md.
 
 ``dvrl value`` and ``dvrl evaluate`` both call :func:`write_run` (into a staging folder,
-see :mod:`dvrl_env.runs`), which goes through :func:`compute_metrics`, so a
-re-evaluation reproduces the metrics; :func:`read_values` reads values.csv back, checked
-row by row against the data. Every file is written atomically.
+see :mod:`dvrl_env.runs`, which names every file). It computes every experiment once
+(:func:`compute_results`) and writes both ``metrics.json`` and the figures from those
+results, so a re-evaluation reproduces the metrics and no model is fitted twice;
+:func:`read_values` reads values.csv back, checked row by row against the data. Every
+file is written atomically.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 from pathlib import Path
 
 import numpy as np
 
-from dvrl_env import evaluation, plots
+from dvrl_env import evaluation
 from dvrl_env.atomic import atomic_write_text
-from dvrl_env.datasets import ValuationDataset
-from dvrl_env.runs import LOG_FILE
-
-VALUES_FILE = "values.csv"
-METRICS_FILE = "metrics.json"
-REPORT_FILE = "report.md"
-FIGURE_FILES = ("discovery.png", "value_histogram.png", "remove_high_low.png",
-                "robust_learning.png", "value_trajectory.png")
-OUTPUT_FILES = (VALUES_FILE, METRICS_FILE, REPORT_FILE, *FIGURE_FILES)
+from dvrl_env.data.datasets import ValuationDataset
+from dvrl_env.evaluation import plots
+from dvrl_env.evaluation.results import (
+    DetectionScores,
+    DiscoveryCurve,
+    RemoveHighLow,
+    RobustLearning,
+    ValueHistogram,
+    ValueTrajectory,
+)
+from dvrl_env.runs import RunDir
 
 
 def noise_known(dataset: ValuationDataset) -> bool:
     return bool(dataset.noisy_mask.any())
 
 
-def write_values(out: Path, dataset: ValuationDataset, values: np.ndarray) -> Path:
+def write_values(out: RunDir, dataset: ValuationDataset, values: np.ndarray) -> Path:
     """One row per training point: its index in the training set (and, for a CSV, the
     line of the training file it came from), the label as used, the value, and
     ``corrupted`` when the noise mask is known. Values keep full precision, so
     re-reading is exact."""
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="\n").writerows(_value_rows(dataset, values))
-    return atomic_write_text(out / VALUES_FILE, buffer.getvalue())
+    return atomic_write_text(out.values, buffer.getvalue())
 
 
 def _value_rows(dataset: ValuationDataset, values: np.ndarray | None) -> list[list]:
@@ -57,14 +62,14 @@ def _value_rows(dataset: ValuationDataset, values: np.ndarray | None) -> list[li
     return rows
 
 
-def read_values(out: Path, dataset: ValuationDataset) -> np.ndarray:
-    """The values of ``out/values.csv``, after checking every row against ``dataset``:
-    its index, label (and CSV line) must be the ones :func:`write_values` writes, so a
-    shuffled, edited or foreign file is refused instead of scored."""
-    path = out / VALUES_FILE
+def read_values(run: RunDir, dataset: ValuationDataset) -> np.ndarray:
+    """The run's values.csv, after checking every row against ``dataset``: its index,
+    label (and CSV line) must be the ones :func:`write_values` writes, so a shuffled,
+    edited or foreign file is refused instead of scored."""
+    path = run.values
     if not path.is_file():
         raise FileNotFoundError(f"{path} is missing: the run stopped before writing its "
-                                f"values; finish it with dvrl value --resume {out}.")
+                                f"values; finish it with dvrl value --resume {run.path}.")
     try:
         with open(path, newline="") as f:
             rows = list(csv.reader(f))
@@ -97,19 +102,20 @@ def read_values(out: Path, dataset: ValuationDataset) -> np.ndarray:
     return values
 
 
-def compute_metrics(dataset: ValuationDataset, values: np.ndarray) -> dict:
-    """Every experiment the data allows: detection and discovery need a noise mask."""
-    metrics: dict = {"n_train": dataset.n_train, "noise_known": noise_known(dataset),
-                     "mean_value": float(np.mean(values))}
-    if noise_known(dataset):
-        metrics["detection"] = evaluation.detection_scores(dataset, values).to_dict()
-        metrics["discovery"] = evaluation.discovery_curve(dataset, values).to_dict()
-        metrics["value_gap"] = evaluation.value_gap(values, dataset.noisy_mask)
-    metrics["remove_high_low"] = evaluation.remove_high_low(dataset, values).to_dict()
-    metrics["robust_learning"] = (
-        evaluation.robust_learning(dataset, values).to_dict() if can_weight(values) else
-        {"weighted": None, "unweighted": None, "clean": None, "skipped": NO_WEIGHTS})
-    return metrics
+@dataclasses.dataclass(frozen=True, eq=False)
+class RunResults:
+    """Every experiment a run's data allow, computed once; ``metrics.json`` and the
+    figures are both written from it. A field is None where the data do not allow it:
+    detection, discovery and the value gap need a noise mask, robust learning a positive
+    value, the trajectory a log."""
+
+    histogram: ValueHistogram
+    remove_high_low: RemoveHighLow
+    robust_learning: RobustLearning | None
+    detection: DetectionScores | None
+    discovery: DiscoveryCurve | None
+    value_gap: float | None
+    trajectory: ValueTrajectory | None
 
 
 NO_WEIGHTS = ("no value is positive, so no point can be used as a weight (e.g. a credit "
@@ -121,27 +127,55 @@ def can_weight(values: np.ndarray) -> bool:
     return bool((np.asarray(values) > 0).any())
 
 
-def write_figures(out: Path, dataset: ValuationDataset, values: np.ndarray, title: str,
-                  log_file: Path | None = None) -> list:
-    """The PNGs, from recomputed results (cheap next to learning); the value trajectory
-    when ``log_file`` (default ``out/log/progress.csv``) exists."""
+def compute_results(dataset: ValuationDataset, values: np.ndarray,
+                    log_file: Path | None = None) -> RunResults:
+    """Run every experiment once; the value trajectory when ``log_file`` exists."""
     mask = dataset.noisy_mask if noise_known(dataset) else None
-    figures = [plots.plot_value_histogram(evaluation.value_histogram(values, mask),
-                                          out / "value_histogram.png", title),
-               plots.plot_remove_high_low(evaluation.remove_high_low(dataset, values),
-                                          out / "remove_high_low.png", title)]
-    if can_weight(values):
-        figures.append(plots.plot_robust_learning(evaluation.robust_learning(dataset, values),
-                                                  out / "robust_learning.png", title))
-    if mask is not None:
-        figures.insert(0, plots.plot_discovery(evaluation.discovery_curve(dataset, values),
-                                               out / "discovery.png", title))
-    log_file = out / LOG_FILE if log_file is None else log_file
-    if log_file.is_file():
+    trajectory = None
+    if log_file is not None and log_file.is_file():
         fraction = float(mask.mean()) if mask is not None else None
         trajectory = evaluation.value_trajectory(log_file, noise_fraction=fraction)
-        figures.append(plots.plot_value_trajectory(trajectory, out / "value_trajectory.png",
-                                                   title))
+    return RunResults(
+        histogram=evaluation.value_histogram(values, mask),
+        remove_high_low=evaluation.remove_high_low(dataset, values),
+        robust_learning=(evaluation.robust_learning(dataset, values) if can_weight(values)
+                         else None),
+        detection=None if mask is None else evaluation.detection_scores(dataset, values),
+        discovery=None if mask is None else evaluation.discovery_curve(dataset, values),
+        value_gap=None if mask is None else evaluation.value_gap(values, mask),
+        trajectory=trajectory)
+
+
+def metrics_from(dataset: ValuationDataset, values: np.ndarray, results: RunResults) -> dict:
+    """The metrics of ``metrics.json`` (besides settings, timing and figures)."""
+    metrics: dict = {"n_train": dataset.n_train, "noise_known": noise_known(dataset),
+                     "mean_value": float(np.mean(values))}
+    if results.detection is not None:
+        metrics["detection"] = results.detection.to_dict()
+        metrics["discovery"] = results.discovery.to_dict()
+        metrics["value_gap"] = results.value_gap
+    metrics["remove_high_low"] = results.remove_high_low.to_dict()
+    metrics["robust_learning"] = (
+        results.robust_learning.to_dict() if results.robust_learning is not None else
+        {"weighted": None, "unweighted": None, "clean": None, "skipped": NO_WEIGHTS})
+    return metrics
+
+
+def write_figures(out: RunDir, results: RunResults, title: str) -> list[str]:
+    """The PNGs the results allow, into ``out``; returns their file names."""
+    figures = [plots.plot_value_histogram(results.histogram, out.figure("value_histogram"),
+                                          title),
+               plots.plot_remove_high_low(results.remove_high_low,
+                                          out.figure("remove_high_low"), title)]
+    if results.robust_learning is not None:
+        figures.append(plots.plot_robust_learning(results.robust_learning,
+                                                  out.figure("robust_learning"), title))
+    if results.discovery is not None:
+        figures.insert(0, plots.plot_discovery(results.discovery, out.figure("discovery"),
+                                               title))
+    if results.trajectory is not None:
+        figures.append(plots.plot_value_trajectory(results.trajectory,
+                                                   out.figure("value_trajectory"), title))
     return [Path(f).name for f in figures]
 
 
@@ -150,18 +184,20 @@ def run_title(settings: dict) -> str:
     return f"{source} | {settings['agent']} | seed {settings['seed']}"
 
 
-def write_run(out: Path, dataset: ValuationDataset, values: np.ndarray, settings: dict, *,
+def write_run(out: RunDir, dataset: ValuationDataset, values: np.ndarray, settings: dict, *,
               seconds: float | None, steps_done: int | None,
               log_file: Path | None = None) -> dict:
-    """values.csv, metrics.json, the figures and report.md into ``out``."""
+    """values.csv, metrics.json, the figures and report.md into ``out``; the value
+    trajectory is read from ``log_file`` (the run's log, outside a staging folder)."""
     write_values(out, dataset, values)
+    results = compute_results(dataset, values, log_file)
     metrics = {"settings": settings, "steps_done": steps_done,
                "seconds": None if seconds is None else round(seconds, 2),
-               **compute_metrics(dataset, values)}
+               **metrics_from(dataset, values, results)}
     title = run_title(settings)
-    metrics["figures"] = write_figures(out, dataset, values, title, log_file)
-    atomic_write_text(out / METRICS_FILE, json.dumps(metrics, indent=2, allow_nan=False))
-    atomic_write_text(out / REPORT_FILE, render_report(metrics, dataset, title))
+    metrics["figures"] = write_figures(out, results, title)
+    atomic_write_text(out.metrics, json.dumps(metrics, indent=2, allow_nan=False))
+    atomic_write_text(out.report, render_report(metrics, dataset, title))
     return metrics
 
 

@@ -10,7 +10,7 @@ own gradient, and one Adam over the stacked tensors makes K independent Adam ste
 would, up to float rounding.
 
 The logistic predictor on the CPU is the exception: it trains in closed form
-(:mod:`dvrl_env.closed_form`), which is faster than any stacked autograd pass: one
+(:mod:`dvrl_env.predictors.closed_form`), which is faster than any stacked autograd pass: one
 predictor after the other (the single env's numbers exactly), or all K as the columns
 of one matrix when they visit the same rows in the same order (sub-envs in lockstep).
 Predictors that visit the same rows also share the feature gathers in the vmap path.
@@ -19,21 +19,22 @@ Predictors that visit the same rows also share the feature gathers in the vmap p
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from dvrl_env.closed_form import augment, fit_logistic_arrays
-from dvrl_env.predictors import compact_visits, make_adam, stacked_metrics
+from dvrl_env.predictors.closed_form import augment, fit_logistic_arrays
+from dvrl_env.predictors.training import compact_visits, make_adam, stacked_metrics
 
 
 class StackedPredictors:
     """K predictors, their current and initial weights stacked along a first axis.
 
     Arguments: ``modules`` (K freshly built predictors of one architecture, on one
-    device), ``closed_form`` (train as in :mod:`dvrl_env.closed_form`: only for
+    device), ``closed_form`` (train as in :mod:`dvrl_env.predictors.closed_form`: only for
     ``torch.nn.Linear`` predictors on the CPU) and ``skip_unweighted`` (leave unselected
     points out of the passes, see :func:`~dvrl_env.predictors.fit_weighted`).
     """
@@ -60,12 +61,14 @@ class StackedPredictors:
             tensors = dict(module.named_parameters()) | dict(module.named_buffers())
             for name, value in tensors.items():
                 self.initial[name][slot].copy_(value.detach())
-        self.restore(slot_mask(len(self), modules, self.initial_device))
+        self.restore(list(modules))
 
     @torch.no_grad()
-    def restore(self, mask: torch.Tensor) -> None:
-        """Put the predictors where ``mask`` (bool, ``(K,)``) is True back to their
-        initial weights, without a host sync."""
+    def restore(self, slots: Sequence[int]) -> None:
+        """Put predictors ``slots`` back to their initial weights, without a host sync."""
+        if not len(slots):
+            return
+        mask = slot_mask(len(self), slots, self.initial_device)
         for name, current in (self.params | self.buffers).items():
             keep = mask.view(-1, *([1] * (current.dim() - 1)))
             current.copy_(torch.where(keep, self.initial[name], current))

@@ -27,7 +27,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from dvrl_env.atomic import atomic_write
-from dvrl_env.predictors import resolve_device
+from dvrl_env.device import resolve_device
 
 __all__ = [
     "ENCODER_NAMES",

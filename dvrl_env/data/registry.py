@@ -1,0 +1,164 @@
+"""The dataset registry: one entry per named dataset, the single place its facts live.
+
+An entry holds a dataset's name, Gymnasium id, loader, default sizes, image flag and a
+one-line description. :func:`~dvrl_env.data.datasets.load_dataset`, the Gymnasium ids
+(:mod:`dvrl_env.envs.registration`), error messages and the README's table all come
+from here, so adding a dataset is one module (its loader) plus one
+:func:`register_dataset` call::
+
+    def load_toy(*, n_train, n_valid, n_test, seed=0) -> Splits: ...
+
+    register_dataset(DatasetEntry(
+        name="toy", env_id="DataValuation-Toy-v0", loader=load_toy,
+        n_train=100, n_valid=50, n_test=50, description="a toy problem"))
+
+after which ``load_dataset("toy")`` and ``gym.make("DataValuation-Toy-v0")`` work. The
+built-in entries sit beside their loaders in :mod:`dvrl_env.data.sources`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+
+__all__ = [
+    "DatasetEntry",
+    "Splits",
+    "check_sizes",
+    "dataset_entries",
+    "dataset_entry",
+    "dataset_names",
+    "on_register",
+    "register_dataset",
+]
+
+
+class Splits(NamedTuple):
+    """What every loader returns: clean splits, float features ``(n, d)``, int labels.
+
+    Label noise is added later, by :func:`~dvrl_env.data.datasets.from_arrays`, so that
+    every dataset is corrupted the same way.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_valid: np.ndarray
+    y_valid: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+    meta: dict
+
+
+Loader = Callable[..., Splits]
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """One named dataset.
+
+    Attributes:
+        name: the name :func:`~dvrl_env.data.datasets.load_dataset` takes, lower case.
+        env_id: its Gymnasium id, registered with ``dataset=name``.
+        loader: called as ``loader(n_train=, n_valid=, n_test=, seed=, **options)`` and
+            returns :class:`Splits`; an image loader also takes ``root=``, ``download=``
+            and ``encoder=``.
+        n_train, n_valid, n_test: default sizes; ``n_test=None`` lets the loader take
+            every remaining example.
+        description: one line for listings and docs.
+        is_image: whether the loader reads image files (and takes the options above).
+        aliases: other spellings ``load_dataset`` accepts (lower case, ``_`` for ``-``).
+    """
+
+    name: str
+    env_id: str
+    loader: Loader
+    n_train: int
+    n_valid: int
+    n_test: int | None
+    description: str
+    is_image: bool = False
+    aliases: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for spelling in (self.name, *self.aliases):
+            if not spelling or _key(spelling) != spelling:
+                raise ValueError(f"Dataset name {spelling!r} must be non-empty, lower case and "
+                                 f"use '_' rather than '-', e.g. {_key(spelling) or 'my_data'!r}.")
+        if not callable(self.loader):
+            raise TypeError(f"The loader of dataset {self.name!r} must be callable, got "
+                            f"{type(self.loader).__name__}.")
+        check_sizes(self.n_train, self.n_valid, self.n_test)
+
+
+_ENTRIES: dict[str, DatasetEntry] = {}
+_LISTENERS: list[Callable[[DatasetEntry], None]] = []
+
+
+def _key(name: str) -> str:
+    """How names are compared: ``"Fashion-MNIST"`` and ``"fashion_mnist"`` are one name."""
+    return name.strip().lower().replace("-", "_")
+
+
+def check_sizes(n_train: int, n_valid: int, n_test: int | None) -> None:
+    """Split sizes must be positive integers (``n_test`` may be None)."""
+    for name, value in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
+        if value is not None and (int(value) != value or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+
+
+def register_dataset(entry: DatasetEntry) -> DatasetEntry:
+    """Add a dataset; its Gymnasium id is registered at once (see :func:`on_register`).
+
+    Registering an equal entry again does nothing, so a module that registers its
+    dataset may be imported twice; a name, alias or id already used by another entry
+    is refused.
+    """
+    if _ENTRIES.get(entry.name) == entry:
+        return entry
+    for other in _ENTRIES.values():
+        taken = {other.name, *other.aliases} & {entry.name, *entry.aliases}
+        if taken or other.env_id == entry.env_id:
+            what = f"name {sorted(taken)[0]!r}" if taken else f"env id {entry.env_id!r}"
+            raise ValueError(f"Dataset {entry.name!r}: the {what} is already registered for "
+                             f"dataset {other.name!r}; choose another.")
+    _ENTRIES[entry.name] = entry
+    for listener in _LISTENERS:
+        listener(entry)
+    return entry
+
+
+def on_register(listener: Callable[[DatasetEntry], None]) -> None:
+    """Call ``listener`` with every entry registered so far and every one registered later.
+
+    :mod:`dvrl_env.envs.registration` registers the Gymnasium ids this way, so this
+    module needs no Gymnasium. Adding the same listener twice has no effect.
+    """
+    if listener in _LISTENERS:
+        return
+    _LISTENERS.append(listener)
+    for entry in list(_ENTRIES.values()):
+        listener(entry)
+
+
+def dataset_names() -> list[str]:
+    """The registered names, in registration order."""
+    return list(_ENTRIES)
+
+
+def dataset_entries() -> list[DatasetEntry]:
+    """The registered entries, in registration order."""
+    return list(_ENTRIES.values())
+
+
+def dataset_entry(name: str) -> DatasetEntry:
+    """The entry of a name or alias, compared as lower case with ``-`` read as ``_``."""
+    key = _key(name) if isinstance(name, str) else name
+    for entry in _ENTRIES.values():
+        if key == entry.name or key in entry.aliases:
+            return entry
+    raise ValueError(f"Unknown dataset {name!r}; choose one of {dataset_names()} or register "
+                     "your own with dvrl_env.data.registry.register_dataset.")

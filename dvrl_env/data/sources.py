@@ -1,0 +1,391 @@
+"""The built-in datasets: each loader and, beside it, its registry entry.
+
+Each loader takes ``n_train, n_valid, n_test, seed`` (plus its own options) and returns
+clean :class:`~dvrl_env.data.registry.Splits`: float32 features ``(n, d)``, int64 labels.
+Label noise is added later by :func:`dvrl_env.data.datasets.from_arrays`. Splits are
+drawn with ``np.random.default_rng(seed)``, so the same seed gives the same points. The
+default sizes live in the entries (:mod:`dvrl_env.data.registry`), not here.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import gzip
+import hashlib
+import os
+import pickle
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from dvrl_env.data import encoders
+from dvrl_env.data.columns import Column, encode_rows
+from dvrl_env.data.registry import DatasetEntry, Splits, check_sizes, register_dataset
+
+__all__ = [
+    "default_data_root",
+    "load_adult",
+    "load_cifar10",
+    "load_digits",
+    "load_fashion_mnist",
+]
+
+DATA_DIR = Path(__file__).resolve().parent  # the Adult files ship in this package
+
+
+def default_data_root() -> Path:
+    """``$DVRL_DATA`` if set, else ``~/.cache/dvrl_env/data``: where image files and caches live."""
+    return Path(os.environ.get("DVRL_DATA") or "~/.cache/dvrl_env/data").expanduser()
+
+
+def _split_pool(
+    n_available: int, n_train: int, n_valid: int, n_test: int | None, seed: int, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint random train/valid/test indices into one pool; ``n_test=None``: the rest."""
+    check_sizes(n_train, n_valid, n_test)
+    wanted = n_train + n_valid + (n_test or 0)
+    if wanted > n_available or (n_test is None and wanted >= n_available):
+        asked = f"n_train + n_valid{' + n_test' if n_test else ''} = {wanted}"
+        raise ValueError(
+            f"{what} has {n_available} examples, but {asked}"
+            f"{'' if n_test else ' leaves none for the test split'}; ask for fewer."
+        )
+    perm = np.random.default_rng(seed).permutation(n_available)
+    stop = n_train + n_valid
+    test = perm[stop:] if n_test is None else perm[stop : stop + n_test]
+    return perm[:n_train], perm[n_train:stop], test
+
+
+# --- scikit-learn digits --------------------------------------------------------------
+
+
+def load_digits(*, n_train: int, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
+    """scikit-learn's bundled 8x8 digits (1797 images, 10 classes): works offline.
+
+    Pixels are divided by 16 so that features lie in [0, 1]. ``n_test=None`` takes
+    every example left after the training and validation splits.
+    """
+    from sklearn.datasets import load_digits as sk_digits
+
+    bunch = sk_digits()
+    x = (bunch.data / 16.0).astype(np.float32)
+    y = bunch.target.astype(np.int64)
+    tr, va, te = _split_pool(len(y), n_train, n_valid, n_test, seed, "Digits")
+    meta = {
+        "feature_names": [f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
+        "n_available": len(y),
+    }
+    return Splits(x[tr], y[tr], x[va], y[va], x[te], y[te], 10, meta)
+
+
+register_dataset(DatasetEntry(
+    name="digits", env_id="DataValuation-Digits-v0", loader=load_digits,
+    n_train=1000, n_valid=300, n_test=None,
+    description="scikit-learn's bundled digits (8x8 pixels, 10 classes), offline",
+))
+
+
+# --- UCI Adult ------------------------------------------------------------------------
+
+# (name, is_categorical) in the files' column order; the 15th column is the income label.
+ADULT_COLUMNS = (
+    ("age", False),
+    ("workclass", True),
+    ("fnlwgt", False),
+    ("education", True),
+    ("education-num", False),
+    ("marital-status", True),
+    ("occupation", True),
+    ("relationship", True),
+    ("race", True),
+    ("sex", True),
+    ("capital-gain", False),
+    ("capital-loss", False),
+    ("hours-per-week", False),
+    ("native-country", True),
+)
+
+
+class _AdultTable(NamedTuple):
+    columns: tuple[Column, ...]  # every row of both files, in ADULT_COLUMNS order
+    labels: np.ndarray  # int64, 1 where income > 50K
+
+
+def _read_adult_rows(name: str) -> list[list[str]]:
+    """The rows of one Adult file; fields keep their trailing spaces, if any (stripped later)."""
+    with gzip.open(DATA_DIR / name, "rt", encoding="latin-1", newline="") as f:
+        reader = csv.reader(f, skipinitialspace=True)  # C parser: fast enough for < 1 s
+        rows = []
+        for row in reader:
+            if not row or row[0].startswith("|"):  # blank lines, adult.test's "|1x3 Cross ..."
+                continue
+            if len(row) != len(ADULT_COLUMNS) + 1:
+                raise ValueError(
+                    f"{name}, line {reader.line_num}: expected 15 fields, got {len(row)}."
+                )
+            rows.append(row)
+    return rows
+
+
+@functools.lru_cache(maxsize=1)
+def _adult_table() -> _AdultTable:
+    """Both Adult files parsed into columns, once per process (the arrays are read-only).
+    Fields are stripped; "?" stays a category of its own, as in the files."""
+    rows = _read_adult_rows("adult.data.gz") + _read_adult_rows("adult.test.gz")
+    cells = list(zip(*rows, strict=True))
+    # Strip each distinct value once rather than every field; adult.test writes ">50K.".
+    income = {value: value.strip().rstrip(".") for value in set(cells[-1])}
+    if not set(income.values()) <= {">50K", "<=50K"}:
+        raise ValueError(f"Unexpected Adult labels: {sorted(set(income.values()))}.")
+    columns = []
+    for column, (name, categorical) in zip(cells[:-1], ADULT_COLUMNS, strict=True):
+        stripped = {value: value.strip() for value in set(column)}
+        kind = Column.categorical if categorical else Column.numeric
+        columns.append(kind(name, [stripped[value] for value in column]))
+    labels = np.array([income[value] == ">50K" for value in cells[-1]], dtype=np.int64)
+    labels.flags.writeable = False
+    return _AdultTable(tuple(columns), labels)
+
+
+def load_adult(*, n_train: int, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
+    """UCI Adult (census income > 50K), shipped in ``dvrl_env/data``: the paper's tabular set.
+
+    Both files (adult.data and adult.test, 48842 rows) form one pool that the splits are
+    drawn from. Missing values ("?") are kept as a category of their own, as in the
+    files. Columns go through the shared tabular encoder (:mod:`dvrl_env.data.columns`):
+    categorical ones one-hot with categories from the whole table (108 stable columns,
+    names in ``meta["feature_names"]``), numeric ones min-max scaled with the minimum
+    and maximum of the *training* split only (a constant column is only shifted), so
+    validation and test values may fall slightly outside [0, 1]. ``n_test=None`` takes
+    every remaining row.
+    """
+    table = _adult_table()
+    y = table.labels
+    tr, va, te = _split_pool(len(y), n_train, n_valid, n_test, seed, "Adult")
+    encodings = [column.fit(tr) for column in table.columns]
+    x_tr, x_va, x_te = (encode_rows(table.columns, encodings, idx).astype(np.float32)
+                        for idx in (tr, va, te))
+    meta = {
+        "feature_names": [name for e in encodings for name in e.feature_names],
+        "numeric_features": [e.column for e in encodings if e.numeric],
+        "scaling": "min-max on the training split",
+        "n_available": len(y),
+        "license": "CC BY 4.0 (UCI Machine Learning Repository), see data/ADULT_ATTRIBUTION.md",
+    }
+    return Splits(x_tr, y[tr], x_va, y[va], x_te, y[te], 2, meta)
+
+
+register_dataset(DatasetEntry(
+    name="adult", env_id="DataValuation-Adult-v0", loader=load_adult,
+    n_train=1000, n_valid=400, n_test=2000,
+    description="UCI Adult census income (shipped with the package), the paper's tabular set",
+))
+
+
+# --- torchvision image sets -----------------------------------------------------------
+
+
+def _lenient_cifar10():
+    """CIFAR10 that only checks the files exist: same pickle format, same loader, no MD5."""
+    from torchvision.datasets import CIFAR10
+
+    class UncheckedCIFAR10(CIFAR10):
+        def _check_integrity(self) -> bool:
+            folder = Path(self.root) / self.base_folder
+            return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+
+        def _load_meta(self) -> None:
+            path = Path(self.root) / self.base_folder / self.meta["filename"]
+            if path.is_file():
+                with open(path, "rb") as f:
+                    self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+            else:
+                self.classes = [str(i) for i in range(10)]
+            self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+    return UncheckedCIFAR10
+
+
+class _ImageFiles(NamedTuple):
+    """Where a torchvision image set's files lie under the root: they are checked before
+    torchvision opens them, since its own message names no fix."""
+
+    name: str  # the registry name, also the feature cache's
+    title: str
+    folder: str
+    files: tuple[str, ...]
+    download_size: str
+
+
+def _load_image_set(
+    files: _ImageFiles,
+    open_split: Callable[[Path, bool], Any],
+    pixels: Callable[[Any], np.ndarray],
+    *,
+    sizes: tuple[int, int, int | None],
+    seed: int,
+    root: str | Path | None,
+    download: bool,
+    encoder,
+    device: str,
+) -> Splits:
+    """What CIFAR-10 and Fashion-MNIST share: check the files, draw train and valid from
+    the training files and test from the test files, encode each split once (cached).
+
+    ``open_split(root, train)`` opens the torchvision training or test set and
+    ``pixels(dataset)`` gives its images as ``(N, C, H, W)``.
+    """
+    n_train, n_valid, n_test = sizes
+    check_sizes(n_train, n_valid, n_test)
+    root = Path(root).expanduser() if root is not None else default_data_root()
+    folder = root / files.folder
+    missing = [name for name in files.files if not (folder / name).is_file()]
+    if missing and not download:
+        raise FileNotFoundError(
+            f"{files.title} files not found in {folder} (missing: {', '.join(missing)}). Either "
+            f"pass download=True to fetch them ({files.download_size}), or put the standard "
+            "files at that path. The root is root= or $DVRL_DATA, else ~/.cache/dvrl_env/data."
+        )
+    sets = [open_split(root, train) for train in (True, False)]
+    pools = [pixels(s) for s in sets]
+    labels = [np.asarray(s.targets, dtype=np.int64) for s in sets]
+    n_pool, n_test_pool = len(labels[0]), len(labels[1])
+    if n_train + n_valid > n_pool:
+        raise ValueError(
+            f"{files.name}'s training files hold {n_pool} images, but n_train + n_valid = "
+            f"{n_train + n_valid}; ask for fewer."
+        )
+    if n_test is not None and n_test > n_test_pool:
+        raise ValueError(f"{files.name}'s test files hold {n_test_pool} images, but n_test = "
+                         f"{n_test}; ask for fewer.")
+    rng = np.random.default_rng(seed)
+    perm = rng.permutation(n_pool)
+    test = rng.permutation(n_test_pool)[: n_test or n_test_pool]
+    picks = (
+        ("train", 0, perm[:n_train]),
+        ("valid", 0, perm[n_train : n_train + n_valid]),
+        ("test", 1, test),
+    )
+    key = encoders.encoder_key(encoder)
+    arrays, cache_files = [], []
+    for split, pool, idx in picks:
+        images = np.ascontiguousarray(pools[pool][idx])
+        path = encoders.feature_cache_path(
+            root, dataset=files.name, split=split, encoder=key, seed=seed, n=len(idx),
+            fingerprint=hashlib.sha256(images.tobytes()).hexdigest()[:12],
+        )
+        compute = functools.partial(encoders.encode, images, encoder, seed=seed, device=device)
+        arrays += [encoders.cached_features(path, compute, n_rows=len(idx)), labels[pool][idx]]
+        cache_files.append(str(path))
+    meta = {
+        "encoder": key,
+        "encoder_seed": seed,
+        "image_shape": tuple(int(s) for s in pools[0].shape[1:]),
+        "root": str(root),
+        "cache_files": cache_files,
+        "n_available": {"train_files": n_pool, "test_files": n_test_pool},
+        "class_names": list(sets[0].classes),
+    }
+    return Splits(*arrays, len(sets[0].classes), meta)
+
+
+def load_cifar10(
+    *,
+    n_train: int,
+    n_valid: int,
+    n_test: int | None,
+    seed: int = 0,
+    root: str | Path | None = None,
+    download: bool = False,
+    encoder=None,
+    verify_checksums: bool = True,
+    device: str = "auto",
+) -> Splits:
+    """CIFAR-10 through torchvision: train+valid from the training batches, test from test_batch.
+
+    Files live under ``root/cifar-10-batches-py`` (``root`` defaults to
+    :func:`default_data_root`). Images, floats in [0, 1] shaped (N, 3, 32, 32), pass
+    once through ``encoder`` (default ``"flatten"``, see :mod:`dvrl_env.data.encoders`) and
+    the features are cached under ``root/dvrl_cache``. torchvision checks the files'
+    MD5 sums; ``verify_checksums=False`` skips that and only checks the files exist,
+    reading the same pickle format with the same loader: the deliberate path for
+    small test files or re-packed copies. ``n_test=None`` takes the whole test batch.
+    """
+    from torchvision.datasets import CIFAR10
+
+    cls = CIFAR10 if verify_checksums else _lenient_cifar10()
+
+    def open_split(root: Path, train: bool) -> CIFAR10:
+        try:
+            return cls(str(root), train=train, download=download)
+        except RuntimeError as err:
+            if download:
+                raise
+            raise RuntimeError(
+                f"The CIFAR-10 files in {root / CIFAR10.base_folder} exist but fail "
+                f"torchvision's MD5 check ({err}): they are corrupted, partial or not the "
+                "official files. Delete them and pass download=True, or pass "
+                "verify_checksums=False to read them without checksums (same pickle format, "
+                "e.g. small test files)."
+            ) from err
+
+    files = _ImageFiles("cifar10", "CIFAR-10", CIFAR10.base_folder,
+                        tuple(n for n, _ in CIFAR10.train_list + CIFAR10.test_list), "about 170 MB")
+    splits = _load_image_set(
+        files, open_split, lambda s: np.asarray(s.data).transpose(0, 3, 1, 2),  # NHWC -> NCHW
+        sizes=(n_train, n_valid, n_test), seed=seed, root=root, download=download,
+        encoder=encoder, device=device,
+    )
+    splits.meta["verify_checksums"] = verify_checksums
+    return splits
+
+
+register_dataset(DatasetEntry(
+    name="cifar10", env_id="DataValuation-CIFAR10-v0", loader=load_cifar10,
+    n_train=4000, n_valid=1000, n_test=2000, is_image=True, aliases=("cifar_10",),
+    description="CIFAR-10 through torchvision (root=, download=True), pixels or an encoder",
+))
+
+
+def load_fashion_mnist(
+    *,
+    n_train: int,
+    n_valid: int,
+    n_test: int | None,
+    seed: int = 0,
+    root: str | Path | None = None,
+    download: bool = False,
+    encoder=None,
+    device: str = "auto",
+) -> Splits:
+    """Fashion-MNIST through torchvision: train+valid from the 60k training images, test from t10k.
+
+    Files live under ``root/FashionMNIST/raw`` as the four uncompressed idx files;
+    torchvision only checks that they exist, so no checksum option is needed. Images,
+    floats in [0, 1] shaped (N, 1, 28, 28), pass once through ``encoder`` (default
+    ``"flatten"``) and the features are cached under ``root/dvrl_cache``.
+    """
+    from torchvision.datasets import FashionMNIST
+
+    def open_split(root: Path, train: bool) -> FashionMNIST:
+        return FashionMNIST(str(root), train=train, download=download)
+
+    files = _ImageFiles("fashion_mnist", "Fashion-MNIST", "FashionMNIST/raw",
+                        tuple(f"{p}-{kind}" for p in ("train", "t10k")
+                              for kind in ("images-idx3-ubyte", "labels-idx1-ubyte")),
+                        "about 30 MB")
+    return _load_image_set(
+        files, open_split, lambda s: s.data.numpy()[:, None],  # gray: one channel
+        sizes=(n_train, n_valid, n_test), seed=seed, root=root, download=download,
+        encoder=encoder, device=device,
+    )
+
+
+register_dataset(DatasetEntry(
+    name="fashion_mnist", env_id="DataValuation-FashionMNIST-v0", loader=load_fashion_mnist,
+    n_train=4000, n_valid=1000, n_test=2000, is_image=True, aliases=("fashionmnist",),
+    description="Fashion-MNIST through torchvision (root=, download=True), as CIFAR-10",
+))

@@ -1,0 +1,503 @@
+"""The DVRL rules over K slots, written once.
+
+:class:`EnvConfig` is what every slot shares: the resolved options, the data as tensors
+on the device, the predictor spec and the spaces of one slot. :class:`SlotCore` runs K
+slots on one config: batch sampling, seeding, the predictor's training, the reward and
+its baseline, and episode ends. :class:`~dvrl_env.DataValuationEnv` is its view with
+K = 1 and :class:`~dvrl_env.DataValuationVectorEnv` its view with K slots; they only
+translate between the core and Gymnasium's single and vector APIs.
+
+Each slot keeps its own ``np_random``, torch generator, initial weights, fixed baseline,
+moving-average history and step counter, seeded and consumed in the same order whatever
+K is, so slot k of a K-slot core follows a one-slot core reset with the same seed. The
+K predictors train together (:class:`~dvrl_env.predictors.stacked.StackedPredictors`),
+one slot's alone (:class:`~dvrl_env.predictors.single.SinglePredictor`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import json
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from dvrl_env.data.datasets import ValuationDataset, load_dataset
+from dvrl_env.data.marginal import marginal_information as compute_marginal_information
+from dvrl_env.data.registry import dataset_names
+from dvrl_env.device import resolve_device
+from dvrl_env.predictors import (
+    METRICS,
+    PredictorSpec,
+    one_hot,
+    resolve_predictor,
+    stacked_epoch_permutations,
+)
+from dvrl_env.predictors.closed_form import uses_closed_form
+from dvrl_env.predictors.single import SinglePredictor
+from dvrl_env.predictors.stacked import StackedPredictors
+
+RESET_MODES = ("step", "episode", "never")
+BASELINES = ("fixed", "moving_average")
+#: options that build a named dataset (a ValuationDataset is used as it is)
+DATA_OPTIONS = ("n_train", "n_valid", "n_test", "noise_rate", "root", "download", "encoder",
+                "dataset_options")
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class EnvConfig:
+    """Everything K slots share; built once by :meth:`from_options`, then only read."""
+
+    options: dict[str, Any]
+    dataset: ValuationDataset
+    batch_size: int
+    episode_length: int
+    reset_mode: str
+    metric: str
+    baseline: str | float
+    baseline_window: int
+    marginal_information: bool
+    predictor: PredictorSpec
+    predictor_epochs: int
+    predictor_batch_size: int
+    predictor_lr: float
+    device: torch.device
+    observations: dict[str, np.ndarray]  # host arrays of every training point
+    tensors: dict[str, torch.Tensor]  # on the device: x, y, marginal, labels, x/y_valid
+    observation_space: spaces.Dict
+    action_space: spaces.MultiBinary
+
+    @classmethod
+    def from_options(cls, options: dict[str, Any]) -> EnvConfig:
+        """``options`` as :class:`~dvrl_env.DataValuationEnv` takes them, checked."""
+        o = options
+        data_options = {name: o[name] for name in DATA_OPTIONS if name != "dataset_options"}
+        data_options.update(o["dataset_options"] or {})
+        dataset = _resolve_dataset(o["dataset"], data_options, o["data_seed"])
+        _check_options(o)
+        n, d, c = dataset.n_train, dataset.num_features, dataset.num_classes
+        batch_size = int(min(2000, n) if o["batch_size"] is None else o["batch_size"])
+        if not 1 <= batch_size <= n:
+            raise ValueError(f"batch_size must lie in 1..n_train={n}, got {o['batch_size']}.")
+        episode_length = o["episode_length"]
+        if o["reset_mode"] == "step":
+            if episode_length not in (None, 1):
+                raise ValueError("reset_mode='step' makes every step an episode; "
+                                 "episode_length must be 1 (or use reset_mode='episode').")
+            episode_length = 1
+        episode_length = 10 if episode_length is None else int(episode_length)
+        if episode_length < 1:
+            raise ValueError(f"episode_length must be >= 1, got {o['episode_length']}.")
+        device = resolve_device(o["device"])
+        mi = bool(o["marginal_information"])
+        observations = {
+            "x": dataset.x_train,
+            "y": one_hot(dataset.y_train, c),
+            "marginal": (compute_marginal_information(dataset) if mi
+                         else np.zeros((n, c), dtype=np.float32)),
+        }
+        host = {**observations, "labels": dataset.y_train, "x_valid": dataset.x_valid,
+                "y_valid": dataset.y_valid}
+        tensors = {k: torch.as_tensor(v, device=device) for k, v in host.items()}
+        low, high = dataset.x_train.min(axis=0), dataset.x_train.max(axis=0)
+        high = np.where(high > low, high, low + 1.0)  # a constant feature still gets a range
+        b = batch_size
+        observation_space = spaces.Dict({
+            "x": spaces.Box(np.broadcast_to(low, (b, d)).copy(),
+                            np.broadcast_to(high, (b, d)).copy(), dtype=np.float32),
+            "y": spaces.Box(0.0, 1.0, (b, c), dtype=np.float32),
+            "marginal": spaces.Box(0.0, 1.0, (b, c), dtype=np.float32),
+        })
+        return cls(
+            options=dict(options), dataset=dataset, batch_size=batch_size,
+            episode_length=episode_length, reset_mode=o["reset_mode"], metric=o["metric"],
+            baseline=o["baseline"], baseline_window=int(o["baseline_window"]),
+            marginal_information=mi, predictor=resolve_predictor(o["predictor"]),
+            predictor_epochs=int(o["predictor_epochs"]),
+            predictor_batch_size=int(o["predictor_batch_size"]),
+            predictor_lr=float(o["predictor_lr"]), device=device, observations=observations,
+            tensors=tensors, observation_space=observation_space,
+            action_space=spaces.MultiBinary(b),
+        )
+
+    @property
+    def n_train(self) -> int:
+        return self.dataset.n_train
+
+
+def _resolve_dataset(dataset, data_options: dict, data_seed: int) -> ValuationDataset:
+    given = {k: v for k, v in data_options.items() if v is not None}
+    if isinstance(dataset, ValuationDataset):
+        if given:
+            raise ValueError(
+                f"Option(s) {sorted(given)} apply to named datasets only; a "
+                "ValuationDataset is used as it is (build it with those options instead)."
+            )
+        return dataset
+    if isinstance(dataset, str):
+        return load_dataset(dataset, seed=data_seed, **given)
+    raise ValueError(
+        f"Pass dataset=<name> ({', '.join(dataset_names())}) or "
+        "dataset=dvrl_env.from_arrays(x_train, y_train, x_valid, y_valid) for your own data"
+        + ("." if dataset is None else f"; got {type(dataset).__name__}.")
+    )
+
+
+def _check_options(o: dict) -> None:
+    if o["metric"] not in METRICS:
+        raise ValueError(f"Unknown metric {o['metric']!r}; choose one of {list(METRICS)}.")
+    baseline = o["baseline"]
+    if isinstance(baseline, str) and baseline not in BASELINES:
+        raise ValueError(f"Unknown baseline {baseline!r}; choose one of {list(BASELINES)} "
+                         "or a number.")
+    if not isinstance(baseline, str) and not np.isfinite(float(baseline)):
+        raise ValueError(f"A numeric baseline must be finite, got {baseline}.")
+    if o["reset_mode"] not in RESET_MODES:
+        raise ValueError(f"Unknown reset_mode {o['reset_mode']!r}; choose one of "
+                         f"{list(RESET_MODES)}.")
+    if o["baseline_window"] < 1 or o["predictor_epochs"] < 1 or \
+            o["predictor_batch_size"] < 1 or not o["predictor_lr"] > 0:
+        raise ValueError("baseline_window, predictor_epochs and predictor_batch_size must "
+                         "be >= 1 and predictor_lr > 0.")
+
+
+@dataclasses.dataclass
+class Slot:
+    """What one slot keeps of its own; the data and options are the config's."""
+
+    history: deque
+    np_random: np.random.Generator | None = None
+    np_random_seed: int | None = None
+    generator: torch.Generator | None = None
+    fixed_baseline: float | None = None
+    t: int = 0
+    ready: bool = False  # reset since it was built
+
+    # torch.Generator does not pickle or deepcopy: its state does
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        gen = state.pop("generator")
+        state["generator_state"] = None if gen is None else (gen.device, gen.get_state())
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        saved = state.pop("generator_state")
+        self.__dict__.update(state, generator=None)
+        if saved is not None:
+            self.generator = torch.Generator(device=saved[0])
+            self.generator.set_state(saved[1])
+
+
+@dataclasses.dataclass(frozen=True)
+class Transition:
+    """One step of K slots: per-slot arrays, and the batches acted on and drawn next."""
+
+    metrics: list[float]
+    baselines: list[float]
+    rewards: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    n_selected: np.ndarray
+    acted_indices: np.ndarray  # (K, B)
+    indices: np.ndarray  # (K, B): the next batches
+
+    def info(self, k: int) -> dict:
+        """Slot k's step info, as the single env returns it."""
+        return {"metric": self.metrics[k], "baseline": self.baselines[k],
+                "n_selected": int(self.n_selected[k]), "indices": self.indices[k],
+                "acted_indices": self.acted_indices[k]}
+
+
+class SlotCore:
+    """K slots of the DVRL environment on one :class:`EnvConfig`.
+
+    ``max_episode_steps`` truncates a slot's episode after that many steps, as
+    ``TimeLimit`` would (the vector env's option; the single env leaves it to wrappers).
+    """
+
+    def __init__(self, config: EnvConfig, num_slots: int, *,
+                 max_episode_steps: int | None = None):
+        if int(num_slots) < 1:
+            raise ValueError(f"num_envs must be >= 1, got {num_slots}.")
+        if max_episode_steps is not None and int(max_episode_steps) < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps}.")
+        self.config = config
+        self.num_slots = int(num_slots)
+        self.max_episode_steps = None if max_episode_steps is None else int(max_episode_steps)
+        window = max(1, config.baseline_window)
+        self.slots = [Slot(history=deque(maxlen=window)) for _ in range(self.num_slots)]
+        self.predictors: StackedPredictors | SinglePredictor | None = None
+        self.indices: torch.Tensor | None = None  # (K, B) training rows of each batch
+        self.fits = 0
+
+    # ---- episodes ----------------------------------------------------------------------
+    def needs_seeding(self, k: int, seed: int | None) -> bool:
+        """A slot draws new RNGs, weights and baseline when given a seed or never seeded;
+        otherwise a reset keeps its streams going."""
+        return seed is not None or self.slots[k].generator is None
+
+    def reset(self, slots: Sequence[int],
+              fresh: dict[int, tuple[np.random.Generator, int | None]]) -> dict[int, np.ndarray]:
+        """Start a new episode in ``slots``; those in ``fresh`` are first seeded from
+        their ``(np_random, seed)``. Returns each slot's new batch (training rows)."""
+        self._seed(fresh)
+        kept = [k for k in slots if k not in fresh]
+        if kept and self.config.reset_mode != "never":
+            self.predictors.restore(kept)
+        return self._start_episodes(slots)
+
+    def step(self, selection: np.ndarray, active: Sequence[int] | None = None) -> Transition:
+        """Train the predictors of the ``active`` slots (default: all) on their selections
+        (rows of ``selection``, ``(K, B)`` of 0/1) and score them. Other slots are left
+        as they are, with reward 0."""
+        active = list(range(self.num_slots)) if active is None else list(active)
+        if not all(self.slots[k].ready for k in active):
+            raise gym.error.ResetNeeded("Call reset() before step().")
+        c, k_all = self.config, self.num_slots
+        n_selected = selection.sum(axis=1).astype(np.int64)
+        if c.reset_mode == "step":
+            self.predictors.restore(active)
+        metrics = [float("nan")] * k_all
+        if active:
+            # drawn whatever the action, so copies seeded alike stay in step
+            orders = stacked_epoch_permutations(c.batch_size, c.predictor_epochs,
+                                                [self.slots[k].generator for k in active],
+                                                c.device)
+            trained = [i for i, k in enumerate(active) if n_selected[k] > 0]
+            if trained:
+                slots = torch.as_tensor([active[i] for i in trained], device=c.device)
+                if len(trained) < len(active):
+                    orders = orders[torch.as_tensor(trained, device=c.device)]
+                self._fit([active[i] for i in trained], self.indices[slots],
+                          torch.as_tensor(selection, device=c.device)[slots], orders)
+            metrics = self.predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"],
+                                              c.metric)
+        self.fits += len(active)
+
+        acted = self.indices.cpu().numpy()
+        if active:
+            indices = self.indices.clone()  # earlier arrays may share its memory
+            for k in active:
+                indices[k] = self._sample_batch(k)
+            self.indices = indices
+        rewards = np.zeros(k_all, dtype=np.float64)
+        terminated = np.zeros(k_all, dtype=np.bool_)
+        truncated = np.zeros(k_all, dtype=np.bool_)
+        baselines = [float("nan")] * k_all
+        for k in active:
+            slot = self.slots[k]
+            baselines[k] = self._baseline_for(slot, metrics[k])
+            slot.history.append(metrics[k])
+            slot.t += 1
+            ended = slot.t >= c.episode_length
+            terminated[k] = ended and c.reset_mode != "never"
+            truncated[k] = (ended and c.reset_mode == "never") or (
+                self.max_episode_steps is not None and slot.t >= self.max_episode_steps)
+            rewards[k] = float(metrics[k] - baselines[k])
+        return Transition(metrics, baselines, rewards, terminated, truncated, n_selected,
+                          acted, self.indices.cpu().numpy())
+
+    def reset_info(self, k: int, indices: np.ndarray) -> dict:
+        info = {"indices": indices}
+        if self.slots[k].fixed_baseline is not None:
+            info["baseline"] = self.slots[k].fixed_baseline
+        return info
+
+    def observe(self, indices: torch.Tensor) -> dict[str, np.ndarray]:
+        """The observation of the batches ``indices`` (any shape ending in B)."""
+        return {k: self.config.tensors[k][indices].cpu().numpy()
+                for k in self.config.observations}
+
+    # ---- saving and restoring ----------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        """Every slot's state and the predictors', once all slots have been reset."""
+        if not all(slot.ready for slot in self.slots):
+            raise gym.error.ResetNeeded("The env has no state before its first reset().")
+        return {
+            "num_envs": self.num_slots,
+            "slots": [{"np_random": numpy_generator_state(s.np_random),
+                       "np_random_seed": s.np_random_seed,
+                       "generator": s.generator.get_state(),
+                       "fixed_baseline": s.fixed_baseline,
+                       "history": list(s.history), "t": s.t} for s in self.slots],
+            "predictors": self.predictors.state_dict(),
+            "indices": self.indices.cpu().clone(),
+            "fits": self.fits,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        c = self.config
+        try:
+            if state["num_envs"] != self.num_slots:
+                raise ValueError(f"it has {state['num_envs']} slots, this env {self.num_slots}")
+            indices = torch.as_tensor(state["indices"], dtype=torch.long)
+            if indices.shape != (self.num_slots, c.batch_size) or \
+                    int(indices.max()) >= c.n_train:
+                raise ValueError(f"its batches have shape {tuple(indices.shape)}; this env has "
+                                 f"{self.num_slots} slot(s) and its batch_size is "
+                                 f"{c.batch_size} of {c.n_train} points")
+            if self.predictors is None:
+                module = self._build(0)  # its weights are overwritten by the saved ones
+                self.predictors = self._stack(dict.fromkeys(range(self.num_slots), module))
+            self.predictors.load_state_dict(state["predictors"])
+            for slot, saved in zip(self.slots, state["slots"], strict=True):
+                slot.np_random = numpy_generator_from_state(saved["np_random"])
+                slot.np_random_seed = saved["np_random_seed"]
+                slot.generator = torch.Generator(device=c.device)
+                slot.generator.set_state(saved["generator"])
+                baseline = saved["fixed_baseline"]
+                slot.fixed_baseline = None if baseline is None else float(baseline)
+                slot.history.clear()
+                slot.history.extend(float(v) for v in saved["history"])
+                slot.t, slot.ready = int(saved["t"]), True
+            self.indices = indices.to(c.device)
+            self.fits = int(state["fits"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise ValueError(f"The saved env state does not fit this env ({err}); it must come "
+                             "from state_dict() of an env with the same options and number "
+                             "of sub-envs.") from None
+
+    # ---- internals ---------------------------------------------------------------------
+    def _seed(self, fresh: dict[int, tuple[np.random.Generator, int | None]]) -> None:
+        """Draw each fresh slot's torch generator, initial weights and fixed baseline from
+        its np_random; the fixed baselines train as one batch."""
+        if not fresh:
+            return
+        c = self.config
+        modules, baseline_seeds = {}, []
+        for k, (np_random, seed) in sorted(fresh.items()):
+            slot = self.slots[k]
+            slot.np_random, slot.np_random_seed = np_random, seed
+            torch_seed, init_seed, baseline_seed = draw_seeds(np_random)
+            slot.generator = torch.Generator(device=c.device).manual_seed(torch_seed)
+            modules[k] = self._build(init_seed)
+            baseline_seeds.append(baseline_seed)
+            slot.history.clear()
+        if self.predictors is None:
+            filler = next(iter(modules.values()))  # stands in for slots not reset yet
+            self.predictors = self._stack({k: modules.get(k, filler)
+                                           for k in range(self.num_slots)})
+        else:
+            self.predictors.set_initial(modules)
+        ks = sorted(fresh)
+        if c.baseline == "fixed":
+            self.fits += len(ks)
+            n = c.n_train
+            generators = [torch.Generator(device=c.device).manual_seed(s) for s in baseline_seeds]
+            orders = stacked_epoch_permutations(n, c.predictor_epochs, generators, c.device)
+            rows = torch.arange(n, device=c.device).expand(len(ks), n)
+            self._fit(ks, rows, torch.ones(len(ks), n, device=c.device), orders)
+            metrics = self.predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"],
+                                              c.metric)
+            self.predictors.restore(ks)
+            for k in ks:
+                self.slots[k].fixed_baseline = metrics[k]
+        else:
+            fixed = None if isinstance(c.baseline, str) else float(c.baseline)
+            for k in ks:
+                self.slots[k].fixed_baseline = fixed
+
+    def _build(self, seed: int) -> torch.nn.Module:
+        c = self.config
+        return c.predictor.build(c.dataset.num_features, c.dataset.num_classes, seed, c.device)
+
+    def _stack(self, modules: dict[int, torch.nn.Module]) -> StackedPredictors | SinglePredictor:
+        """The slots' predictors as one set, trained as the predictor spec allows."""
+        c = self.config
+        kind = SinglePredictor if self.num_slots == 1 else StackedPredictors
+        return kind([modules[k] for k in range(self.num_slots)],
+                    closed_form=uses_closed_form(c.predictor, c.device),
+                    skip_unweighted=c.predictor.skips_unweighted)
+
+    def _fit(self, slots: list[int], rows: torch.Tensor, weights: torch.Tensor,
+             orders: torch.Tensor) -> None:
+        """Train predictors ``slots`` on their ``rows``, ``weights`` and ``orders``."""
+        c = self.config
+        self.predictors.fit(slots, c.tensors["x"], c.tensors["labels"], rows, weights, orders,
+                            batch_size=c.predictor_batch_size, lr=c.predictor_lr)
+
+    def _baseline_for(self, slot: Slot, metric: float) -> float:
+        if self.config.baseline == "moving_average":
+            return float(np.mean(slot.history)) if slot.history else metric
+        return slot.fixed_baseline
+
+    def _sample_batch(self, k: int) -> torch.Tensor:
+        c = self.config
+        perm = torch.randperm(c.n_train, generator=self.slots[k].generator, device=c.device)
+        return perm[: c.batch_size]
+
+    def _start_episodes(self, slots: Sequence[int]) -> dict[int, np.ndarray]:
+        """Step counters to 0 and a fresh batch for each slot in ``slots``."""
+        if not len(slots):
+            return {}
+        c = self.config
+        indices = (torch.zeros(self.num_slots, c.batch_size, dtype=torch.long, device=c.device)
+                   if self.indices is None
+                   else self.indices.clone())  # earlier arrays may share its memory
+        for k in slots:
+            self.slots[k].t, self.slots[k].ready = 0, True
+            indices[k] = self._sample_batch(k)
+        self.indices = indices
+        rows = indices.cpu().numpy()
+        return {k: rows[k].copy() for k in slots}
+
+
+def option_names(init) -> list[str]:
+    """The keyword options of an env's ``__init__``."""
+    params = inspect.signature(init).parameters
+    return [p for p in params if p not in ("self", "unknown")]
+
+
+def draw_seeds(np_random: np.random.Generator) -> tuple[int, int, int]:
+    """The torch generator's, the initial weights' and the fixed baseline's seeds."""
+    torch_seed, init_seed, baseline_seed = (int(s) for s in np_random.integers(0, 2**62, size=3))
+    return torch_seed, init_seed, baseline_seed
+
+
+def reset_state_option(options: dict | None, known: tuple[str, ...] = ("state",)) -> dict | None:
+    """``options["state"]`` of a reset, after refusing options the env does not know."""
+    if not options:
+        return None
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"Unknown reset option(s) {unknown}; the env takes {list(known)}, "
+                         "e.g. options={'state': env.state_dict()} to restore a saved state.")
+    return options.get("state")
+
+
+def numpy_generator_state(generator: np.random.Generator) -> str:
+    """A NumPy generator's state as JSON text (it holds 128-bit integers)."""
+    return json.dumps(generator.bit_generator.state)
+
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+def numpy_generator_from_state(text: str) -> np.random.Generator:
+    """The generator :func:`numpy_generator_state` describes."""
+    state = json.loads(text)
+    kind = state.get("bit_generator")
+    if kind not in _BIT_GENERATORS:
+        raise ValueError(f"unknown NumPy bit generator {kind!r}")
+    bit_generator = getattr(np.random, kind)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def selection_array(action, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """``action`` as float32 0/1 of ``shape``, or a ValueError that says what is wrong."""
+    arr = np.asarray(action)
+    if arr.shape != shape:
+        raise ValueError(f"The action must be {what} of shape {shape} (MultiBinary), got "
+                         f"shape {arr.shape}.")
+    valid = (arr == 0) | (arr == 1)
+    if not valid.all():
+        raise ValueError(f"The action must hold only 0 and 1 (a selection), got values "
+                         f"such as {arr[~valid][:5].tolist()}.")
+    return arr.astype(np.float32)
