@@ -32,6 +32,7 @@ EXPLORATIONS = ("half", "values")
 
 @dataclasses.dataclass
 class CriticConfig(UtilityConfig):
+    batch_size: int | None = 50
     exploration: str = "half"
     temperature: float = 1.0
     min_probability: float = 0.2
@@ -58,8 +59,10 @@ class PointValue(nn.Module):
 class AdditiveCritic(UtilityAgent):
     """Values from a critic that explains each reward as a sum over the selected points.
 
-    The utility is that of :class:`~agents.credit.CreditAgent` (copies of the env with
-    ``batch_size`` 100 and a logistic predictor at learning rate 0.05 by default). Options:
+    The utility is that of :class:`~agents.credit.CreditAgent` (copies of the env with a
+    logistic predictor at learning rate 0.05), on batches of ``batch_size`` 50: at 2,400
+    fits without marginal information B = 50 beat 100 on Adult and Digits (median AUROC
+    0.856 / 0.946 against 0.846 / 0.940, ``benchmarks/reward_only_equal_fits.sh``). Options:
     ``num_samples`` (K, 8), ``batch_size``, ``predictor``, ``predictor_lr``,
     ``exploration`` (``"half"`` or ``"values"``), ``temperature`` (1.0) and
     ``min_probability`` (0.2) of the ``"values"`` exploration, ``hidden_dim`` (16),

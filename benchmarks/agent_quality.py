@@ -52,7 +52,7 @@ AGENTS: dict[str, tuple[str, dict, int]] = {
     "credit-k16": ("credit", {"num_samples": 16}, 150),
     "credit-k32": ("credit", {"num_samples": 32}, 75),
     "critic": ("critic", {}, 300),
-    "critic-b50": ("critic", {"batch_size": 50}, 300),
+    "critic-b100": ("critic", {"batch_size": 100}, 300),
 }
 #: agents that never step an env: a fit budget does not apply to them
 NO_FITS = ("random", "marginal", "oracle")

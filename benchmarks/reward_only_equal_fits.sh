@@ -21,7 +21,7 @@ done
 # Agents that learn on their own utility env: the batch size (and K) are agent options.
 for env in $ENVS; do
   "$PY" benchmarks/agent_quality.py --env "$env" "${COMMON[@]}" \
-    --agents random oracle credit credit-b50 credit-k4 credit-k16 credit-k32 critic critic-b50
+    --agents random oracle credit credit-b50 credit-k4 credit-k16 credit-k32 critic critic-b100
 done
 "$PY" benchmarks/agent_quality.py --summarise "$CSV" --csv "$CSV"
 "$PY" benchmarks/agent_quality.py --summarise "$CSV" --best-batch \
