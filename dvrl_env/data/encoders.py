@@ -48,6 +48,7 @@ __all__ = [
     "encode",
     "encoder_key",
     "feature_cache_path",
+    "built",
     "load_pretrained_state",
     "make_encoder",
     "pretrained_features",
@@ -143,6 +144,8 @@ def _name(spec: EncoderSpec) -> str | None:
 class _ResNet18Features(nn.Module):
     """Random-weight ResNet-18 trunk: 512 features per image, any channel count of 1 or 3."""
 
+    encoder_name = "resnet18"  # the progress bar's label
+
     def __init__(self, seed: int) -> None:
         super().__init__()
         from torchvision.models import resnet18
@@ -169,6 +172,8 @@ class _LeNetFeatures(nn.Module):
     weights are drawn from ``seed`` without touching the global torch RNG.
     """
 
+    encoder_name = "lenet"
+
     def __init__(self, seed: int) -> None:
         super().__init__()
         with torch.random.fork_rng(devices=[]):
@@ -189,7 +194,6 @@ class _LeNetFeatures(nn.Module):
 def _download_weights(url: str, path: Path, hash_prefix: str) -> None:
     """Fetch ``url`` to ``path``: torch writes a temporary file, checks its SHA-256
     prefix and only then moves it into place, so a broken download leaves nothing."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     torch.hub.download_url_to_file(url, str(path), hash_prefix=hash_prefix, progress=True)
 
 
@@ -226,6 +230,7 @@ def load_pretrained_state(name: str, *, download: bool = False) -> dict[str, tor
                 f"{path.parent} yourself (torch's cache is $TORCH_HOME/hub, by default "
                 "~/.cache/torch/hub)."
             )
+        path.parent.mkdir(parents=True, exist_ok=True)
         _download_weights(spec.url, path, spec.hash_prefix)
     _check_weights_hash(path, spec.hash_prefix)
     try:
@@ -263,7 +268,8 @@ class _PretrainedFeatures(nn.Module):
         if getattr(net, "AuxLogits", None) is not None:  # Inception's training-only branch
             net.aux_logits, net.AuxLogits = False, None
         net.fc = nn.Identity()
-        self.spec = spec
+        self.encoder_name = spec.name
+        self.chunk_size = spec.chunk_size  # what encode() uses unless told otherwise
         self.preprocess = weights.transforms()  # resize, centre crop, normalise
         self.net = net
 
@@ -298,6 +304,12 @@ def make_encoder(spec: EncoderSpec = "flatten", *, seed: int = 0,
     if name in PRETRAINED:
         return pretrained_features(name, load_pretrained_state(name, download=download))
     return _ResNet18Features(seed)
+
+
+def built(spec: EncoderSpec, *, seed: int = 0, download: bool = False) -> EncoderSpec:
+    """``spec`` ready for several :func:`encode` calls: a named network is built (and its
+    weights read and checked) once, here; ``"flatten"`` stays a name (it needs no module)."""
+    return spec if _name(spec) == "flatten" else make_encoder(spec, seed=seed, download=download)
 
 
 def encoder_key(spec: EncoderSpec) -> str:
@@ -345,7 +357,8 @@ def encode(
     ``images`` is a numpy array or tensor, uint8 pixels (scaled to [0, 1] chunk by
     chunk, so a large set is never held as floats) or floats in [0, 1]. Modules run in
     eval mode under ``torch.no_grad`` in chunks of ``chunk_size`` images (default: the
-    pretrained encoder's, which upsample each image, else 256), written into one
+    module's ``chunk_size`` attribute, which the pretrained encoders set since they
+    upsample each image, else 256), written into one
     preallocated output; a user's module is put back in its previous train/eval mode
     and on its previous device afterwards. ``device="auto"`` uses the GPU when there is
     one. The progress bar shows on a terminal for four chunks or more; ``progress=False``
@@ -366,20 +379,19 @@ def encode(
             scaled /= np.float32(255.0)  # in place: one float copy, not two
             return scaled
         return np.ascontiguousarray(flat, dtype=np.float32)
+    model = make_encoder(spec, seed=seed, download=download)
     if chunk_size is None:
-        chunk_size = PRETRAINED[name].chunk_size if name in PRETRAINED else DEFAULT_CHUNK_SIZE
+        chunk_size = getattr(model, "chunk_size", DEFAULT_CHUNK_SIZE)
     if int(chunk_size) != chunk_size or chunk_size < 1:
         raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}.")
     chunk_size = int(chunk_size)
-
-    model = make_encoder(spec, seed=seed, download=download)
     was_training = model.training
     first = next(itertools.chain(model.parameters(), model.buffers()), None)
     home = first.device if first is not None else None
     dev = resolve_device(device)
     bar = tqdm(
         total=shape[0],
-        desc=f"encoding ({encoder_key(spec) if name else type(spec).__name__})",
+        desc=f"encoding ({getattr(model, 'encoder_name', type(model).__name__)})",
         unit="img",
         # None: tqdm shows the bar on a terminal only (not in logs or CI)
         disable=True if not progress or shape[0] < 4 * chunk_size else None,

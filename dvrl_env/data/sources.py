@@ -292,6 +292,8 @@ def _load_image_set(
         ("test", 1, test),
     )
     key = encoders.encoder_key(encoder)
+    # built on the first cache miss, then shared by the splits; never when all are cached
+    model = functools.cache(lambda: encoders.built(encoder, seed=seed, download=download))
     arrays, cache_files = [], []
     for split, pool, idx in picks:
         images = np.ascontiguousarray(pools[pool][idx])
@@ -299,9 +301,11 @@ def _load_image_set(
             root, dataset=files.name, split=split, encoder=key, seed=seed, n=len(idx),
             fingerprint=hashlib.sha256(images.tobytes()).hexdigest()[:12],
         )
-        compute = functools.partial(encoders.encode, images, encoder, seed=seed, device=device,
-                                    chunk_size=chunk_size, progress=progress,
-                                    download=download)
+
+        def compute(images: np.ndarray = images) -> np.ndarray:
+            return encoders.encode(images, model(), seed=seed, device=device,
+                                   chunk_size=chunk_size, progress=progress)
+
         arrays += [encoders.cached_features(path, compute, n_rows=len(idx)), labels[pool][idx]]
         cache_files.append(str(path))
     meta = {
