@@ -25,9 +25,9 @@ Each image set adds 3 encoders x 35 runs: predictor fits grow with the feature w
 (LeNet 84, ResNet-18 512, Inception-v3 2048, flattened pixels 784 or 3072 against
 Digits' 64), so from under an hour (LeNet) to several hours (flattened CIFAR-10),
 estimated, not measured; the encoded features are cached under the data root. The
-pretrained encoders add their encoding, 2,500 images per seed and set: on this CPU
-about 5 min (ResNet-18) and 20 min (Inception-v3) per seed, from the rates measured by
-``benchmarks/encode_time.py``; seconds on a GPU.
+pretrained encoders add their encoding, 2,500 images per seed and set: on this busy
+CPU about 10 min (ResNet-18, 4.2-4.9 images/s) and 20 min (Inception-v3, 1.7-2.0
+images/s) per seed, extrapolated from ``benchmarks/encode_time.py``'s measured rates.
 """
 
 from __future__ import annotations
