@@ -84,9 +84,9 @@ def report(rows: list[dict], command: str) -> str:
         "Encoders on torchvision's random initialisation (same architecture, preprocessing "
         "and compute as the ImageNet weights); CIFAR-sized 32x32x3 uint8 images.",
         "",
-        "encoder | device | threads | chunk | images | seconds | img/s | RSS before (MB) | "
-        "peak RSS (MB) | extrapolated 50,000 (min) | extrapolated 60,000 (min) | "
-        "extrapolated peak, 60,000 (MB)",
+        "encoder | device | threads | chunk | images | seconds | img/s | RSS before (MiB) | "
+        "peak RSS (MiB) | extrapolated 50,000 (min) | extrapolated 60,000 (min) | "
+        "extrapolated peak, 60,000 (MiB)",
         "---|---|---|---|---|---|---|---|---|---|---|---",
     ]
     for r in rows:
