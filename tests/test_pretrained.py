@@ -28,7 +28,7 @@ from tests.fake_torchvision import write_fake_cifar10, write_fake_fashion_mnist
 
 pytestmark = pytest.mark.filterwarnings("ignore:The validation set has no example")
 
-SMALL = {"n_train": 12, "n_valid": 8, "n_test": 10}
+SMALL = {"n_train": 6, "n_valid": 4, "n_test": 2}  # pretrained encoders upsample: few images
 RESNET = encoders.PRETRAINED["resnet18-imagenet"]
 INCEPTION = encoders.PRETRAINED["inception_v3-imagenet"]
 
@@ -163,7 +163,7 @@ def test_cache_key_holds_the_weights_identity_and_changes_with_the_encoder(
     assert pretrained[7]["encoder"] == keys["resnet18-imagenet"]
     assert not set(random[7]["cache_files"]) & set(pretrained[7]["cache_files"])
     assert all(keys["resnet18-imagenet"] in Path(p).name for p in pretrained[7]["cache_files"])
-    assert pretrained[0].shape == random[0].shape == (12, 512)
+    assert pretrained[0].shape == random[0].shape == (6, 512)
     assert not np.allclose(pretrained[0], random[0])
 
     # reused from the cache: no encoding, and no weights needed any more
@@ -179,9 +179,9 @@ def test_cache_key_holds_the_weights_identity_and_changes_with_the_encoder(
 def test_gray_images_through_the_env_with_pretrained_features(cached_weights, fake_root):
     env = gym.make("DataValuation-FashionMNIST-v0", root=str(fake_root),
                    encoder="resnet18-imagenet", predictor="logistic", predictor_epochs=1,
-                   noise_rate=0.25, dataset_options={"progress": False}, **SMALL)
+                   noise_rate=0.5, dataset_options={"progress": False}, **SMALL)
     obs, _ = env.reset(seed=0)
-    assert obs["x"].shape == (12, 512) and env.unwrapped.dataset.noisy_mask.sum() == 3
+    assert obs["x"].shape == (6, 512) and env.unwrapped.dataset.noisy_mask.sum() == 3
     assert env.unwrapped.dataset.meta["encoder"].startswith("resnet18-imagenet-")
 
 
@@ -215,7 +215,7 @@ def test_download_true_fetches_the_weights_once_into_torchs_cache(
     ds = load_dataset("fashion_mnist", root=fake_root, encoder="resnet18-imagenet",
                       download=True, **SMALL)
     assert fetched == [(tvm.ResNet18_Weights.IMAGENET1K_V1.url, target, "f37072fd")]
-    assert target.is_file() and ds.x_train.shape == (12, 512)
+    assert target.is_file() and ds.x_train.shape == (6, 512)
     assert hash_checks == [(target, "f37072fd")]
     encoders.make_encoder("resnet18-imagenet", download=True)
     assert len(fetched) == 1  # the cached file is used
