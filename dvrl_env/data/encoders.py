@@ -44,11 +44,11 @@ __all__ = [
     "ENCODER_NAMES",
     "PRETRAINED",
     "PretrainedWeights",
+    "built",
     "cached_features",
     "encode",
     "encoder_key",
     "feature_cache_path",
-    "built",
     "load_pretrained_state",
     "make_encoder",
     "pretrained_features",
@@ -68,7 +68,6 @@ class PretrainedWeights:
     name: str
     builder: str  # a function of torchvision.models
     weights: str  # "<enum class>.<member>" in torchvision.models
-    width: int  # features per image once the head is removed
     chunk_size: int  # images per forward pass: bounds memory at the upsampled size
     builder_options: tuple[tuple[str, Any], ...] = ()
 
@@ -108,9 +107,9 @@ PRETRAINED = {
     spec.name: spec
     for spec in (
         PretrainedWeights("resnet18-imagenet", "resnet18", "ResNet18_Weights.IMAGENET1K_V1",
-                          width=512, chunk_size=128),
+                          chunk_size=128),  # 512 features
         PretrainedWeights("inception_v3-imagenet", "inception_v3",
-                          "Inception_V3_Weights.IMAGENET1K_V1", width=2048, chunk_size=64,
+                          "Inception_V3_Weights.IMAGENET1K_V1", chunk_size=64,  # 2048 features
                           builder_options=(("aux_logits", True), ("transform_input", True),
                                            ("init_weights", False))),
     )
