@@ -135,6 +135,38 @@ def test_image_sets_join_every_study_only_where_their_files_are(tmp_path, monkey
         == set(sets)
 
 
+@pytest.mark.filterwarnings("ignore:The validation set has no example")  # tiny files
+def test_pretrained_feature_rows_join_where_images_and_weights_are(tmp_path, monkeypatch):
+    from dvrl_env.data import encoders
+
+    monkeypatch.setenv("DVRL_DATA", str(tmp_path / "data"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    notes: list[str] = []
+    assert set(common.study_datasets(False, notes, pretrained=True)) == {"adult", "digits"}
+    assert len(notes) == 2 and not any("weights" in n for n in notes)  # no images: no rows
+
+    write_fake_fashion_mnist(tmp_path / "data", n_train=30, n_test=20, seed=0)
+    resnet = encoders.PRETRAINED["resnet18-imagenet"].path()  # only looked for, not read
+    resnet.parent.mkdir(parents=True)
+    resnet.write_bytes(b"weights")
+    notes = []
+    sets = common.study_datasets(False, notes, pretrained=True)
+    assert set(sets) == {"adult", "digits", "fashion_mnist", "fashion_mnist-resnet18-imagenet"}
+    assert sets["fashion_mnist-resnet18-imagenet"][1]["encoder"] == "resnet18-imagenet"
+    missing = [n for n in notes if n.startswith("inception_v3-imagenet features skipped")]
+    assert len(missing) == 1 and "inception_v3_google-0cc3c7bd.pth" in missing[0]
+    assert "download=True" in missing[0]
+    assert {s.fields["dataset"] for s in marginal_information.specs([0], {}, False, 0.2, sets)} \
+        == set(sets)
+
+    labels = set(learnability.feature_sets(False, []))
+    assert {"fashion_mnist (resnet18-imagenet)", "fashion_mnist (resnet18)"} <= labels
+    assert "fashion_mnist (inception_v3-imagenet)" not in labels
+    assert set(learnability.feature_sets(True, [])) == {
+        "adult (tabular)", "digits (pixels)", "fashion_mnist (lenet)",
+        "fashion_mnist (resnet18-imagenet)"}
+
+
 def test_execute_writes_scores_and_a_curve(tmp_path):
     spec = common.RunSpec("t", {"agent": "random"}, 0, "DataValuation-Digits-v0", "random", 2,
                           {"n_train": 100, "predictor": "logistic", "predictor_epochs": 2},

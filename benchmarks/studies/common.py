@@ -322,19 +322,47 @@ def settings_section(args: argparse.Namespace, seeds: list[int], env_kwargs: dic
 # on 3072 flattened CIFAR pixels costs ~50x one on Adult
 IMAGE_SIZES = {"n_train": 1000, "n_valid": 500, "n_test": 1000}
 IMAGE_SIZES_QUICK = {"n_valid": 300, "n_test": 500}
-IMAGE_ENCODER = "resnet18"  # the report's encoder; learnability.py compares three
+IMAGE_ENCODER = "resnet18"  # the report's encoder; learnability.py compares more
+# the pretrained encoder --quick runs: Inception-v3 encodes ~4x slower on a CPU
+QUICK_PRETRAINED = ("resnet18-imagenet",)
 # {dataset: (env id, env options)}: what every study runs on, images or not
 TABULAR_SETS = {name: (env_id, {}) for name, env_id in DATASETS.items()}
 
 
-def study_datasets(quick: bool, notes: list[str]) -> dict[str, tuple[str, dict]]:
+def study_datasets(quick: bool, notes: list[str],
+                   pretrained: bool = False) -> dict[str, tuple[str, dict]]:
     """``{dataset: (env id, env options)}``: Adult and Digits always, CIFAR-10 and
-    Fashion-MNIST (random-init ResNet-18 features) where their files are here."""
+    Fashion-MNIST (random-init ResNet-18 features) where their files are here, and with
+    ``pretrained`` the same sets on each pretrained encoder whose weights are in torch's
+    cache (``"cifar10-inception_v3-imagenet"``, ...; with ``quick`` ResNet-18 only)."""
     sets = dict(TABULAR_SETS)
     sizes = IMAGE_SIZES_QUICK if quick else IMAGE_SIZES
-    for name, env_id in image_datasets(notes).items():
+    found = image_datasets(notes)
+    extra = [e for e in (pretrained_encoders(notes) if pretrained and found else [])
+             if not quick or e in QUICK_PRETRAINED]
+    for name, env_id in found.items():
         sets[name] = (env_id, {"encoder": IMAGE_ENCODER, "download": False, **sizes})
+        for encoder in extra:
+            sets[f"{name}-{encoder}"] = (env_id, {"encoder": encoder, "download": False,
+                                                  **sizes})
     return sets
+
+
+def pretrained_encoders(notes: list[str]) -> list[str]:
+    """The pretrained encoders whose weights file is in torch's cache (nothing is
+    downloaded); a skip note for each of the others."""
+    from dvrl_env.data import encoders
+
+    found = []
+    for name, weights in encoders.PRETRAINED.items():
+        if weights.path().is_file():
+            found.append(name)
+        else:
+            note = (f"{name} features skipped: its weights file {weights.path()} is missing "
+                    "(fetch it once with download=True)")
+            print(note, flush=True)
+            notes.append(note)
+    return found
 
 
 def skipped_section(notes: list[str]) -> str:

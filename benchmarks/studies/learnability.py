@@ -8,10 +8,12 @@ The cross-fitted ``oracle`` (the DVE architecture trained on the true noise mask
 other folds; each point valued by a DVE that never saw its mask) against ``reinforce``
 K=8 and ``ppo``, with marginal information on and off; the ``marginal`` baseline
 (no learning) for reference. Feature sets: Adult (tabular), Digits (8x8 pixels), and
-CIFAR-10 / Fashion-MNIST (n_train 1000) through three encoders (flattened pixels, a
-random-init ResNet-18, a random-init LeNet-style conv net; ``--quick``: LeNet only) when
-their files are under the data root (``$DVRL_DATA`` or ``~/.cache/dvrl_env/data``;
-nothing is downloaded, a note says what was skipped). "- oracle" is the agent's AUROC
+CIFAR-10 / Fashion-MNIST (n_train 1000) through five encoders (flattened pixels, a
+random-init ResNet-18, a random-init LeNet-style conv net, and the ImageNet-pretrained
+ResNet-18 and Inception-v3, the official DVRL's features; ``--quick``: LeNet and
+pretrained ResNet-18) when their files are under the data root (``$DVRL_DATA`` or
+``~/.cache/dvrl_env/data``) and, for the pretrained ones, the weights in torch's cache.
+Nothing is downloaded; a note says what was skipped. "- oracle" is the agent's AUROC
 minus the oracle's on the same seed and marginal setting: how far RL stays below what
 the architecture can learn.
 Plot: ``learnability[_quick]_auroc.png``.
@@ -20,9 +22,12 @@ Time on this 2-core machine, one thread, sharing it with two other jobs: ``--qui
 2.2 min (measured, Adult and Digits); the full default on Adult and Digits (logistic
 predictor, n_train 1000, 70 runs) about 20 min (estimated from timed full-size runs).
 Each image set adds 3 encoders x 35 runs: predictor fits grow with the feature width
-(LeNet 84, ResNet-18 512, flattened pixels 784 or 3072 against Digits' 64), so from
-under an hour (LeNet) to several hours (flattened CIFAR-10), estimated, not measured;
-the encoded features are cached under the data root.
+(LeNet 84, ResNet-18 512, Inception-v3 2048, flattened pixels 784 or 3072 against
+Digits' 64), so from under an hour (LeNet) to several hours (flattened CIFAR-10),
+estimated, not measured; the encoded features are cached under the data root. The
+pretrained encoders add their encoding, 2,500 images per seed and set: on this busy
+CPU about 10 min (ResNet-18, 4.2-4.9 images/s) and 20 min (Inception-v3, 1.7-2.0
+images/s) per seed, extrapolated from ``benchmarks/encode_time.py``'s measured rates.
 """
 
 from __future__ import annotations
@@ -37,17 +42,22 @@ except ModuleNotFoundError:  # run as a file
 
 STUDY = "learnability"
 AGENTS = ["oracle", "reinforce-k8", "ppo"]
-ENCODERS = ["flatten", "resnet18", "lenet"]
+ENCODERS = ["flatten", "resnet18", "lenet", "resnet18-imagenet", "inception_v3-imagenet"]
+QUICK_ENCODERS = ["lenet", *common.QUICK_PRETRAINED]
 
 
 def feature_sets(quick: bool, notes: list[str]) -> dict[str, tuple[str, dict]]:
-    """``{label: (env id, env options)}`` for every feature set available here."""
+    """``{label: (env id, env options)}`` for every feature set available here: a
+    pretrained encoder only where its weights are in torch's cache."""
     sets = {"adult (tabular)": (common.DATASETS["adult"], {}),
             "digits (pixels)": (common.DATASETS["digits"], {})}
-    # with --quick, LeNet features only
     sizes = common.IMAGE_SIZES_QUICK if quick else common.IMAGE_SIZES
-    for name, env_id in common.image_datasets(notes).items():
-        for encoder in ["lenet"] if quick else ENCODERS:
+    images = common.image_datasets(notes)
+    pretrained = common.pretrained_encoders(notes) if images else []
+    encoders = [e for e in (QUICK_ENCODERS if quick else ENCODERS)
+                if "imagenet" not in e or e in pretrained]
+    for name, env_id in images.items():
+        for encoder in encoders:
             sets[f"{name} ({encoder})"] = (env_id, {"encoder": encoder, "download": False,
                                                     **sizes})
     return sets

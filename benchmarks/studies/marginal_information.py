@@ -7,8 +7,12 @@ beside the marginal information alone.
 Agents: ``reinforce`` K=1 (official), K=8 (leave-one-out) and K=8 with the ``skip``
 DVE, ``gumbel``, ``ppo``, ``a2c`` and the cross-fitted supervised ``oracle``, each with
 the env's ``marginal_information`` True and False, on Adult and Digits (20% flipped
-labels); the ``marginal`` agent (the validation model's probability of the given label,
-no RL) is the baseline. "RL adds" is the agent's AUROC minus the marginal baseline's,
+labels) and, where their files are under the data root, CIFAR-10 and Fashion-MNIST
+features from a random-init ResNet-18 and (where the weights are in torch's cache) the
+ImageNet-pretrained ResNet-18 and Inception-v3 (``cifar10-inception_v3-imagenet``, the
+official DVRL's features; ``--quick``: ResNet-18 only); a note says what was
+skipped. The ``marginal`` agent (the validation model's probability of the given
+label, no RL) is the baseline. "RL adds" is the agent's AUROC minus the marginal baseline's,
 paired by seed (same split and noise): how much the agent adds on top of the signal it
 is handed (for the oracle: what supervision on the true mask adds). Plots:
 ``marginal_information[_quick]_auroc.png`` and ``..._curves_<dataset>.png``.
@@ -89,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     args = common.parser(__doc__, STUDY).parse_args(argv)
     seeds, env_kwargs, stem = common.setup(args, STUDY)
     notes: list[str] = []
-    sets = common.study_datasets(args.quick, notes)
+    sets = common.study_datasets(args.quick, notes, pretrained=True)
     rows = common.run_all(specs(seeds, env_kwargs, args.quick, args.noise_rate, sets),
                           stem.with_suffix(".csv"))
     text = table(rows)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvrl_env.data.registry import Splits, check_sizes, dataset_entry, dataset_names
+from dvrl_env.data.registry import ALL, Splits, check_sizes, dataset_entry, dataset_names
 
 __all__ = [
     "ValuationDataset",
@@ -252,7 +252,7 @@ def load_dataset(
     *,
     root: str | Path | None = None,
     download: bool = False,
-    n_train: int | None = None,
+    n_train: int | str | None = None,
     n_valid: int | None = None,
     n_test: int | None = None,
     noise_rate: float = 0.0,
@@ -268,16 +268,18 @@ def load_dataset(
     ``download=True`` fetches them; images pass through ``encoder`` once and the
     features are cached under ``root``), and any added with
     :func:`~dvrl_env.data.registry.register_dataset`. A size left ``None`` is the
-    entry's default (``n_test=None`` for digits: every remaining example).
+    entry's default (``n_test=None`` for digits: every remaining example);
+    ``n_train="all"`` takes every example the validation and test splits leave (for the
+    image sets: every training image not drawn for validation).
     ``source_options`` go to the dataset's loader.
     """
     entry = dataset_entry(name)
-    sizes = {
-        "n_train": entry.n_train if n_train is None else int(n_train),
-        "n_valid": entry.n_valid if n_valid is None else int(n_valid),
-        "n_test": entry.n_test if n_test is None else int(n_test),
-    }
+    given = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
+    sizes = {key: getattr(entry, key) if value is None else value
+             for key, value in given.items()}
     check_sizes(**sizes)
+    sizes = {key: value if value is None or value == ALL else int(value)
+             for key, value in sizes.items()}
     options = dict(source_options)
     if entry.is_image:
         options.update(root=root, download=download, encoder=encoder)

@@ -18,6 +18,7 @@ built-in entries sit beside their loaders in :mod:`dvrl_env.data.sources`.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -25,6 +26,7 @@ from typing import NamedTuple
 import numpy as np
 
 __all__ = [
+    "ALL",
     "DatasetEntry",
     "Splits",
     "check_sizes",
@@ -33,6 +35,7 @@ __all__ = [
     "dataset_names",
     "on_register",
     "register_dataset",
+    "resolve_n_train",
 ]
 
 
@@ -67,7 +70,9 @@ class DatasetEntry:
             returns :class:`Splits`; an image loader also takes ``root=``, ``download=``
             and ``encoder=``.
         n_train, n_valid, n_test: default sizes; ``n_test=None`` lets the loader take
-            every remaining example.
+            every remaining example. A loader is also given ``n_train="all"`` when a user
+            asks for every example the other splits leave
+            (:func:`resolve_n_train` turns it into a number).
         description: one line for listings and docs.
         is_image: whether the loader reads image files (and takes the options above).
         aliases: other spellings ``load_dataset`` accepts (lower case, ``_`` for ``-``).
@@ -76,7 +81,7 @@ class DatasetEntry:
     name: str
     env_id: str
     loader: Loader
-    n_train: int
+    n_train: int | str
     n_valid: int
     n_test: int | None
     description: str
@@ -103,11 +108,31 @@ def _key(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
-def check_sizes(n_train: int, n_valid: int, n_test: int | None) -> None:
-    """Split sizes must be positive integers (``n_test`` may be None)."""
+ALL = "all"  # n_train="all": every example the other splits leave
+
+
+def check_sizes(n_train: int | str, n_valid: int, n_test: int | None) -> None:
+    """Split sizes must be positive integers; ``n_test`` may be None and ``n_train`` may
+    be ``"all"`` (the loader resolves both against what it holds)."""
     for name, value in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test)):
-        if value is not None and (int(value) != value or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if value is None or (name == "n_train" and value == ALL):
+            continue
+        integral = (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                    and float(value).is_integer())
+        if not integral or value < 1:
+            also = f" or {ALL!r}" if name == "n_train" else ""
+            raise ValueError(f"{name} must be a positive integer{also}, got {value!r}.")
+
+
+def resolve_n_train(n_train: int | str, available: int, what: str) -> int:
+    """``n_train`` as a number: ``"all"`` is the ``available`` examples the other splits
+    leave, which must be at least one."""
+    if n_train != ALL:
+        return int(n_train)
+    if available < 1:
+        raise ValueError(f"n_train='all' leaves no training examples in {what}; ask for "
+                         "smaller validation or test splits.")
+    return int(available)
 
 
 def register_dataset(entry: DatasetEntry) -> DatasetEntry:

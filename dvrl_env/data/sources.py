@@ -23,7 +23,14 @@ import numpy as np
 
 from dvrl_env.data import encoders
 from dvrl_env.data.columns import Column, encode_rows
-from dvrl_env.data.registry import DatasetEntry, Splits, check_sizes, register_dataset
+from dvrl_env.data.registry import (
+    ALL,
+    DatasetEntry,
+    Splits,
+    check_sizes,
+    register_dataset,
+    resolve_n_train,
+)
 
 __all__ = [
     "default_data_root",
@@ -42,10 +49,17 @@ def default_data_root() -> Path:
 
 
 def _split_pool(
-    n_available: int, n_train: int, n_valid: int, n_test: int | None, seed: int, what: str
+    n_available: int, n_train: int | str, n_valid: int, n_test: int | None, seed: int,
+    what: str,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Disjoint random train/valid/test indices into one pool; ``n_test=None``: the rest."""
+    """Disjoint random train/valid/test indices into one pool; ``n_test=None``: the rest;
+    ``n_train="all"``: every example the validation and test splits leave."""
     check_sizes(n_train, n_valid, n_test)
+    if n_train == ALL:
+        if n_test is None:
+            raise ValueError(f"n_train='all' and n_test=None both ask {what} for the examples "
+                             "left over; give n_test a number.")
+        n_train = resolve_n_train(n_train, n_available - n_valid - n_test, what)
     wanted = n_train + n_valid + (n_test or 0)
     if wanted > n_available or (n_test is None and wanted >= n_available):
         asked = f"n_train + n_valid{' + n_test' if n_test else ''} = {wanted}"
@@ -62,11 +76,12 @@ def _split_pool(
 # --- scikit-learn digits --------------------------------------------------------------
 
 
-def load_digits(*, n_train: int, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
+def load_digits(*, n_train: int | str, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
     """scikit-learn's bundled 8x8 digits (1797 images, 10 classes): works offline.
 
     Pixels are divided by 16 so that features lie in [0, 1]. ``n_test=None`` takes
-    every example left after the training and validation splits.
+    every example left after the training and validation splits; ``n_train="all"`` (with
+    a number for ``n_test``) every example left after the other two.
     """
     from sklearn.datasets import load_digits as sk_digits
 
@@ -150,7 +165,7 @@ def _adult_table() -> _AdultTable:
     return _AdultTable(tuple(columns), labels)
 
 
-def load_adult(*, n_train: int, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
+def load_adult(*, n_train: int | str, n_valid: int, n_test: int | None, seed: int = 0) -> Splits:
     """UCI Adult (census income > 50K), shipped in ``dvrl_env/data``: the paper's tabular set.
 
     Both files (adult.data and adult.test, 48842 rows) form one pool that the splits are
@@ -225,18 +240,23 @@ def _load_image_set(
     open_split: Callable[[Path, bool], Any],
     pixels: Callable[[Any], np.ndarray],
     *,
-    sizes: tuple[int, int, int | None],
+    sizes: tuple[int | str, int, int | None],
     seed: int,
     root: str | Path | None,
     download: bool,
     encoder,
     device: str,
+    chunk_size: int | None,
+    progress: bool,
 ) -> Splits:
     """What CIFAR-10 and Fashion-MNIST share: check the files, draw train and valid from
     the training files and test from the test files, encode each split once (cached).
 
     ``open_split(root, train)`` opens the torchvision training or test set and
-    ``pixels(dataset)`` gives its images as ``(N, C, H, W)``.
+    ``pixels(dataset)`` gives its uint8 images as ``(N, C, H, W)``; they stay uint8
+    until the encoder takes them chunk by chunk. ``n_train="all"``: every training
+    image not drawn for validation. ``download`` also lets a pretrained encoder fetch
+    its weights.
     """
     n_train, n_valid, n_test = sizes
     check_sizes(n_train, n_valid, n_test)
@@ -253,6 +273,8 @@ def _load_image_set(
     pools = [pixels(s) for s in sets]
     labels = [np.asarray(s.targets, dtype=np.int64) for s in sets]
     n_pool, n_test_pool = len(labels[0]), len(labels[1])
+    n_train = resolve_n_train(n_train, n_pool - n_valid, f"{files.name}'s training files "
+                              f"({n_pool} images, n_valid = {n_valid})")
     if n_train + n_valid > n_pool:
         raise ValueError(
             f"{files.name}'s training files hold {n_pool} images, but n_train + n_valid = "
@@ -270,6 +292,8 @@ def _load_image_set(
         ("test", 1, test),
     )
     key = encoders.encoder_key(encoder)
+    # built on the first cache miss, then shared by the splits; never when all are cached
+    model = functools.cache(lambda: encoders.built(encoder, seed=seed, download=download))
     arrays, cache_files = [], []
     for split, pool, idx in picks:
         images = np.ascontiguousarray(pools[pool][idx])
@@ -277,7 +301,11 @@ def _load_image_set(
             root, dataset=files.name, split=split, encoder=key, seed=seed, n=len(idx),
             fingerprint=hashlib.sha256(images.tobytes()).hexdigest()[:12],
         )
-        compute = functools.partial(encoders.encode, images, encoder, seed=seed, device=device)
+
+        def compute(images: np.ndarray = images) -> np.ndarray:
+            return encoders.encode(images, model(), seed=seed, device=device,
+                                   chunk_size=chunk_size, progress=progress)
+
         arrays += [encoders.cached_features(path, compute, n_rows=len(idx)), labels[pool][idx]]
         cache_files.append(str(path))
     meta = {
@@ -294,7 +322,7 @@ def _load_image_set(
 
 def load_cifar10(
     *,
-    n_train: int,
+    n_train: int | str,
     n_valid: int,
     n_test: int | None,
     seed: int = 0,
@@ -303,6 +331,8 @@ def load_cifar10(
     encoder=None,
     verify_checksums: bool = True,
     device: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool = True,
 ) -> Splits:
     """CIFAR-10 through torchvision: train+valid from the training batches, test from test_batch.
 
@@ -312,7 +342,12 @@ def load_cifar10(
     the features are cached under ``root/dvrl_cache``. torchvision checks the files'
     MD5 sums; ``verify_checksums=False`` skips that and only checks the files exist,
     reading the same pickle format with the same loader: the deliberate path for
-    small test files or re-packed copies. ``n_test=None`` takes the whole test batch.
+    small test files or re-packed copies. ``n_test=None`` takes the whole test batch;
+    ``n_train="all"`` every one of the 50,000 training images not drawn for validation.
+    A pretrained ``encoder`` (``"resnet18-imagenet"``, ``"inception_v3-imagenet"``)
+    fetches its weights too when ``download=True``. Encoding runs in chunks of
+    ``chunk_size`` images (default: the encoder's) on ``device`` (``"auto"``: the GPU
+    when there is one), with a progress bar on a terminal unless ``progress=False``.
     """
     from torchvision.datasets import CIFAR10
 
@@ -337,7 +372,7 @@ def load_cifar10(
     splits = _load_image_set(
         files, open_split, lambda s: np.asarray(s.data).transpose(0, 3, 1, 2),  # NHWC -> NCHW
         sizes=(n_train, n_valid, n_test), seed=seed, root=root, download=download,
-        encoder=encoder, device=device,
+        encoder=encoder, device=device, chunk_size=chunk_size, progress=progress,
     )
     splits.meta["verify_checksums"] = verify_checksums
     return splits
@@ -352,7 +387,7 @@ register_dataset(DatasetEntry(
 
 def load_fashion_mnist(
     *,
-    n_train: int,
+    n_train: int | str,
     n_valid: int,
     n_test: int | None,
     seed: int = 0,
@@ -360,13 +395,17 @@ def load_fashion_mnist(
     download: bool = False,
     encoder=None,
     device: str = "auto",
+    chunk_size: int | None = None,
+    progress: bool = True,
 ) -> Splits:
     """Fashion-MNIST through torchvision: train+valid from the 60k training images, test from t10k.
 
     Files live under ``root/FashionMNIST/raw`` as the four uncompressed idx files;
     torchvision only checks that they exist, so no checksum option is needed. Images,
     floats in [0, 1] shaped (N, 1, 28, 28), pass once through ``encoder`` (default
-    ``"flatten"``) and the features are cached under ``root/dvrl_cache``.
+    ``"flatten"``; gray images are repeated to three channels for the conv nets) and the
+    features are cached under ``root/dvrl_cache``. The other options are CIFAR-10's:
+    ``n_train="all"`` is every one of the 60,000 training images not drawn for validation.
     """
     from torchvision.datasets import FashionMNIST
 
@@ -380,7 +419,7 @@ def load_fashion_mnist(
     return _load_image_set(
         files, open_split, lambda s: s.data.numpy()[:, None],  # gray: one channel
         sizes=(n_train, n_valid, n_test), seed=seed, root=root, download=download,
-        encoder=encoder, device=device,
+        encoder=encoder, device=device, chunk_size=chunk_size, progress=progress,
     )
 
 

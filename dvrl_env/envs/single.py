@@ -107,7 +107,7 @@ class DataValuationEnv(gym.Env):
         self,
         dataset: str | ValuationDataset | None = None,
         *,
-        n_train: int | None = None,
+        n_train: int | str | None = None,
         n_valid: int | None = None,
         n_test: int | None = None,
         noise_rate: float | None = None,
