@@ -66,29 +66,67 @@ class Stepper:
         return self.steps / self.seconds
 
 
+def matmul_peak_gflops(device: str, size: int = 512, repeats: int = 20) -> float:
+    """This machine's float32 matrix-multiply rate on ``device`` (best of ``repeats``
+    products of two ``size`` x ``size`` matrices), on the threads torch is set to."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    a, b = (torch.randn(size, size, device=dev) for _ in range(2))
+    best = float("inf")
+    for _ in range(repeats + 2):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        a @ b
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9
+
+
+def fit_gflop(env) -> float:
+    """Floating-point work of one env step's training and scoring, in GFLOP: the linear
+    layers' multiply-adds, 6 per weight per visited point (forward and backward) over
+    ``epochs`` passes of the batch, half of it selected by a random action (unselected
+    points are skipped when the predictor allows), and 2 per weight per validation point."""
+    config = env.config
+    module = config.predictor.build(config.dataset.num_features, config.dataset.num_classes,
+                                    0, torch.device("cpu"))
+    weights = sum(m.in_features * m.out_features for m in module.modules()
+                  if isinstance(m, torch.nn.Linear))
+    visited = config.batch_size * (0.5 if config.predictor.skips_unweighted else 1.0)
+    train = 6 * weights * visited * config.predictor_epochs
+    return (train + 2 * weights * len(config.dataset.y_valid)) / 1e9
+
+
 def trainings_table(env_id: str, predictor: str, ks, options: dict, warmup: int,
-                    steps: int) -> list[dict]:
+                    steps: int, sync_max_k: int) -> list[dict]:
     """Trainings per second of one env, Sync and batched, their steps interleaved
     (single, Sync, batched, single, ...) so that a change in the machine's load falls
-    on all three alike."""
+    on all three alike; Sync only up to ``sync_max_k`` copies."""
     base = gym.make(env_id, predictor=predictor, **options).unwrapped
     single = Stepper(base)
     name = env_id.removeprefix("DataValuation-").removesuffix("-v0")
+    gflop = fit_gflop(base)
     measured = []
     for k in ks:
-        sync = Stepper(gym.make_vec(
-            env_id, num_envs=k, vectorization_mode="sync",
-            vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
-            predictor=predictor, **options))
-        batched = Stepper(make_vector_env(base, k))
+        steppers = [single, Stepper(make_vector_env(base, k))]
+        if k <= sync_max_k:
+            steppers.append(Stepper(gym.make_vec(
+                env_id, num_envs=k, vectorization_mode="sync",
+                vector_kwargs={"autoreset_mode": AutoresetMode.SAME_STEP},
+                predictor=predictor, **options)))
         for round_ in range(warmup + steps):
-            for stepper in (single, sync, batched):
+            for stepper in steppers:
                 stepper.step(timed=round_ >= warmup)
-        measured.append((k, sync.per_second * k, batched.per_second * k))
+        t_sync = steppers[2].per_second * k if len(steppers) > 2 else float("nan")
+        measured.append((k, t_sync, steppers[1].per_second * k))
         print(f"  {name:8s} {predictor:8s} K={k:<3d} single {single.per_second:8.2f}  "
-              f"sync {measured[-1][1]:8.2f}  batched {measured[-1][2]:8.2f}", flush=True)
+              f"sync {t_sync:8.2f}  batched {measured[-1][2]:8.2f} "
+              f"({measured[-1][2] * gflop:.1f} GFLOP/s)", flush=True)
     return [{"env": name, "predictor": predictor, "K": k, "single": single.per_second,
-             "sync": t_sync, "batched": t_batched, "batched/sync": t_batched / t_sync}
+             "sync": t_sync, "batched": t_batched, "batched/sync": t_batched / t_sync,
+             "batched GFLOP/s": t_batched * gflop}
             for k, t_sync, t_batched in measured]
 
 
@@ -114,6 +152,10 @@ def main(argv=None) -> None:
     parser.add_argument("--predictors", nargs="+", default=["mlp", "logistic"])
     parser.add_argument("--ks", nargs="+", type=int, default=None)
     parser.add_argument("--csv", default=None, help="also write the table here")
+    parser.add_argument("--sync-max-k", type=int, default=64,
+                        help="measure SyncVectorEnv only up to this K (it is K single envs)")
+    parser.add_argument("--skip-reinforce", action="store_true",
+                        help="only the trainings table")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     options = {"device": args.device, **(QUICK if args.quick else {})}
@@ -122,14 +164,18 @@ def main(argv=None) -> None:
     print(f"device={args.device} threads={args.threads} torch={torch.__version__} "
           f"{'quick sizes ' + str(QUICK) if args.quick else 'env defaults'}; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs", flush=True)
+    peak = matmul_peak_gflops(args.device)
+    print(f"float32 matrix-multiply peak here (512 x 512 products): {peak:.1f} GFLOP/s",
+          flush=True)
 
     rows = []
     for env_id in args.envs:
         for predictor in args.predictors:
-            rows += trainings_table(env_id, predictor, ks, options, warmup, steps)
+            rows += trainings_table(env_id, predictor, ks, options, warmup, steps,
+                                    args.sync_max_k)
 
     iterations = 10 if args.quick else 100
-    rates = {
+    rates = {} if args.skip_reinforce else {
         "reinforce official (K=1), logistic": reinforce_rate(options, 1, iterations, True),
         "reinforce K=8, logistic, batched env": reinforce_rate(options, 8, iterations // 4, True),
         "reinforce K=8, logistic, SyncVectorEnv": reinforce_rate(options, 8, iterations // 4,
@@ -138,17 +184,22 @@ def main(argv=None) -> None:
 
     print("\nPredictor trainings per second (one env step = one training per sub-env)")
     header = f"| {'env':8s} | {'predictor':9s} | {'K':>3s} | {'(a) single':>10s} | " \
-             f"{'(b) Sync':>9s} | {'(c) batched':>11s} | {'(c)/(b)':>7s} |"
+             f"{'(b) Sync':>9s} | {'(c) batched':>11s} | {'(c)/(b)':>7s} | " \
+             f"{'(c) GFLOP/s':>11s} | {'of peak':>7s} |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
     for r in rows:
         print(f"| {r['env']:8s} | {r['predictor']:9s} | {r['K']:3d} | {r['single']:10.2f} | "
-              f"{r['sync']:9.2f} | {r['batched']:11.2f} | {r['batched/sync']:7.2f} |")
+              f"{r['sync']:9.2f} | {r['batched']:11.2f} | {r['batched/sync']:7.2f} | "
+              f"{r['batched GFLOP/s']:11.1f} | {r['batched GFLOP/s'] / peak:7.0%} |")
+    print(f"(GFLOP/s: the linear layers' work of the fits, see fit_gflop; peak: {peak:.1f} "
+          "GFLOP/s, measured above)")
     print(f"(load average at the end: {os.getloadavg()[0]:.2f} on {os.cpu_count()} CPUs)")
-    print("\nREINFORCE outer iterations per second, Adult"
-          + (" (quick sizes)" if args.quick else " defaults (B=1000, 400 Adam steps)"))
-    for name, rate in rates.items():
-        print(f"  {name:40s} {rate:7.1f} it/s")
+    if rates:
+        print("\nREINFORCE outer iterations per second, Adult"
+              + (" (quick sizes)" if args.quick else " defaults (B=1000, 400 Adam steps)"))
+        for name, rate in rates.items():
+            print(f"  {name:40s} {rate:7.1f} it/s")
     if args.csv:
         with open(args.csv, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
