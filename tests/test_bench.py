@@ -182,7 +182,7 @@ def test_a_stopped_run_resumes_to_the_same_table(tmp_path, reference):
 def test_resume_reruns_failed_cells_once_fixed(tmp_path):
     failing = FAILING.replace("seeds = [0, 1]", "seeds = [0]").replace(
         'name = "reinforce"\noptions = { num_samples = 2 }',
-        'name = "random"\nlabel = "r2"\nupdates = 1')
+        'name = "random"\nlabel = "r2"\nupdates = 2')
     out = tmp_path / "out"
     rows = run_bench(write_spec(tmp_path, failing), out, workers=1, log=quiet)
     assert [bool(r["error"]) for r in rows] == [False, False, True]
