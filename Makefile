@@ -15,6 +15,12 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# the tests also run dvrl bench on a real local Ray instance: the ray extra, for them only
+TEST_STAMP := $(VENV)/.test-stamp
+$(TEST_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,ray]"
+	touch $(TEST_STAMP)
+
 # The main job: value Digits' training points with 20% flipped labels (offline).
 MAIN_JOB := value --env DataValuation-Digits-v0 --noise-rate 0.2 --agent reinforce \
 	--agent-arg num_samples=8 --agent-arg architecture=skip --steps 30 --seed 0 \
@@ -23,7 +29,7 @@ MAIN_JOB := value --env DataValuation-Digits-v0 --noise-rate 0.2 --agent reinfor
 run: setup
 	$(VENV)/bin/dvrl $(MAIN_JOB)
 
-test: setup
+test: setup $(TEST_STAMP)
 	$(PY) -m ruff check dvrl_env agents tests benchmarks
 	$(PY) -m pytest -q
 

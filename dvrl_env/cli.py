@@ -4,6 +4,7 @@
         --agent-arg num_samples=8 --steps 50 --out runs/digits
     dvrl value --csv train.csv --label-column y --noise-rate 0.2 --out runs/mine
     dvrl evaluate runs/digits
+    dvrl bench benchmarks/specs/leaderboard.toml --out runs/leaderboard --workers 2
     dvrl envs | dvrl agents
 
 This is the one module of ``dvrl_env`` that imports ``agents``.
@@ -353,6 +354,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dvrl_env.bench.harness import BenchError, run_bench
+    from dvrl_env.bench.spec import SpecError
+
+    try:
+        run_bench(args.spec, args.out, workers=args.workers, ray=args.ray, resume=args.resume,
+                  max_cells=args.max_cells)
+    except (SpecError, BenchError) as err:
+        raise UserError(str(err)) from None
+    return 0
+
+
 def cmd_envs(args: argparse.Namespace) -> int:
     for env_id, kwargs in sorted(dvrl_env.ENV_IDS.items()):
         if "dataset" in kwargs:
@@ -415,6 +428,21 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--threads", type=int, help=THREADS_HELP)
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
+    bench = sub.add_parser("bench", help="run a benchmark grid (a TOML spec) and rank agents")
+    bench.add_argument("spec", help="the grid's TOML spec (see benchmarks/specs/)")
+    bench.add_argument("--out", required=True,
+                       help="directory for results.csv, leaderboard.md, the figure, the spec")
+    bench.add_argument("--workers", type=int, metavar="N",
+                       help="local worker processes (default: the cores), each pinned to its "
+                            "share of threads")
+    bench.add_argument("--ray", metavar="auto|ADDRESS",
+                       help="run the cells as Ray tasks: auto (a cluster started here with "
+                            "`ray start --head`, else a local one) or a cluster's address")
+    bench.add_argument("--resume", action="store_true",
+                       help="run only the cells missing (or failed) in --out's table")
+    bench.add_argument("--max-cells", type=int, metavar="N",
+                       help="run at most N of the missing cells, then write the outputs")
+    bench.set_defaults(func=cmd_bench)
     sub.add_parser("envs", help="list env ids").set_defaults(func=cmd_envs)
     sub.add_parser("agents", help="list agent names").set_defaults(func=cmd_agents)
     return parser

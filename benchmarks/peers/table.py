@@ -11,31 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dvrl_env.bench.stats import fmt, mean_ci
+
 FIELDS = ["dataset", "noise_rate", "seed", "method", "library", "version", "settings",
           "status", "auroc", "auprc", "f1", "robust_acc", "unweighted_acc", "clean_acc",
           "seconds", "seconds_total", "own_flags_f1", "info", "finished_at"]
-
-
-def mean_ci(values, level: float = 0.95) -> tuple[float, float, int]:
-    """Mean, half-width of the Student-t ``level`` interval, and count of finite values
-    (``nan`` half-width for one value; ``nan`` mean for none)."""
-    from scipy import stats
-
-    x = np.asarray([float(v) for v in values if v not in (None, "")], dtype=float)
-    x = x[np.isfinite(x)]
-    if len(x) == 0:
-        return float("nan"), float("nan"), 0
-    if len(x) == 1:
-        return float(x[0]), float("nan"), 1
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return float(x.mean()), float(half), len(x)
-
-
-def fmt(mean: float, half: float, digits: int = 3) -> str:
-    """``0.912 ± 0.013``; ``± n/a`` for one run, ``n/a`` for none."""
-    if not np.isfinite(mean):
-        return "n/a"
-    return f"{mean:.{digits}f}" + (f" ± {half:.{digits}f}" if np.isfinite(half) else " ± n/a")
 
 
 def key(row: dict) -> tuple:

@@ -22,9 +22,8 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import numpy as np
-
 from dvrl_env.atomic import atomic_write_text
+from dvrl_env.bench.stats import fmt, mean_ci  # noqa: F401  (the studies' tables use both)
 
 _LIMITS: list = []  # keeps the thread limits set by setup() alive
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "studies"
@@ -195,27 +194,6 @@ def run_all(specs: list[RunSpec], csv_path: Path, *,
 
 
 # ---- statistics and tables ------------------------------------------------------------
-
-def mean_ci(values: Iterable[float], level: float = 0.95) -> tuple[float, float, int]:
-    """Mean, half-width of the Student-t interval, and count of the finite values."""
-    from scipy import stats
-
-    x = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=float)
-    if len(x) == 0:
-        return float("nan"), float("nan"), 0
-    if len(x) == 1:
-        return float(x[0]), float("nan"), 1
-    half = stats.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return float(x.mean()), float(half), len(x)
-
-
-def fmt(mean: float, half: float, digits: int = 3, signed: bool = False) -> str:
-    """``0.912 ± 0.013`` (``± n/a`` for one seed, ``n/a`` for none)."""
-    if not np.isfinite(mean):
-        return "n/a"
-    body = f"{mean:+.{digits}f}" if signed else f"{mean:.{digits}f}"
-    return body + (f" ± {half:.{digits}f}" if np.isfinite(half) else " ± n/a")
-
 
 def cell(values: Iterable[float], digits: int = 3, signed: bool = False) -> str:
     mean, half, _ = mean_ci(values)

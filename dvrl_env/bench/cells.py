@@ -1,0 +1,63 @@
+"""The grid as cells: one cell is one (task, agent, seed), with everything that decides
+its result, and a key hashed from exactly that, so a resumed run skips a cell only when
+it was measured with the same settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from dvrl_env.bench.spec import Spec
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """Plain data (picklable, sent to worker processes and Ray tasks)."""
+
+    task: str
+    env: str
+    env_options: dict
+    agent: str          # the label
+    agent_name: str
+    agent_options: dict
+    seed: int
+    noise_rate: float
+    fits: int | None    # the fit budget (None: updates only)
+    updates: int | None  # the cap on updates
+    metrics: tuple[str, ...]
+    imports: tuple[str, ...]
+
+    @property
+    def key(self) -> str:
+        """12 hex digits of the settings' SHA-256 (the label and task name excluded: they
+        are names, not settings)."""
+        settings = [self.env, self.env_options, self.agent_name, self.agent_options, self.seed,
+                    self.noise_rate, self.fits, self.updates, list(self.metrics)]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def wants_cuda(self) -> bool:
+        return str(self.env_options.get("device", "")).startswith("cuda") or \
+            str(self.agent_options.get("device", "")).startswith("cuda")
+
+
+def expand(spec: Spec) -> list[Cell]:
+    """Every cell of the grid, tasks outermost, then agents, then seeds."""
+    cells = []
+    for task in spec.tasks:
+        for entry in spec.agents:
+            if entry.tasks is not None and task.name not in entry.tasks:
+                continue
+            # an agent's own updates cap it (the oracle fits no predictor, so only its
+            # updates stop it); the fit budget applies to every agent alike
+            updates = entry.updates if entry.updates is not None else spec.updates
+            for seed in spec.seeds:
+                cells.append(Cell(task.name, task.env, dict(task.options), entry.label,
+                                  entry.name, dict(entry.options), int(seed), spec.noise_rate,
+                                  spec.fits, updates, spec.metrics, spec.imports))
+    keys = [c.key for c in cells]
+    if len(set(keys)) != len(keys):
+        raise ValueError("Two cells of the grid have the same settings (two agents or tasks "
+                         "with the same name and options); remove the duplicate.")
+    return cells

@@ -1,0 +1,78 @@
+"""``dvrl bench``'s work: load the spec, run the missing cells on a backend, and write
+the table, the leaderboard, the figure and a copy of the spec under ``out``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from dvrl_env.atomic import atomic_write_text
+from dvrl_env.bench import backends
+from dvrl_env.bench.cells import expand
+from dvrl_env.bench.leaderboard import leaderboard, plot_curves
+from dvrl_env.bench.spec import load_spec
+from dvrl_env.bench.store import Store
+
+TABLE, BOARD, FIGURE, SPEC_COPY = "results.csv", "leaderboard.md", "auroc_vs_fits.png", \
+    "spec.toml"
+
+
+class BenchError(ValueError):
+    """A mistake in the command (not in a cell): reported in one line."""
+
+
+def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = None,
+              ray: str | None = None, resume: bool = False, max_cells: int | None = None,
+              log: Callable[[str], None] | None = None) -> list[dict]:
+    """Run every cell of the spec not yet in ``out``'s table (``resume``), at most
+    ``max_cells`` of them; returns the grid's rows."""
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    spec = load_spec(spec_path)
+    out = Path(out)
+    table = out / TABLE
+    if table.exists() and not resume:
+        raise BenchError(f"{table} exists; pass --resume to run only its missing cells, or "
+                         "choose a new --out.")
+    if out.exists() and not out.is_dir():
+        raise BenchError(f"--out {out} is a file; give a directory.")
+    if workers is not None and workers < 1:
+        raise BenchError(f"--workers must be >= 1, got {workers}.")
+    if workers is not None and ray:
+        raise BenchError("--workers is for the local backend; with --ray, the spec's "
+                         "[resources] cpus_per_cell decides how many cells run at once.")
+    if max_cells is not None and max_cells < 0:
+        raise BenchError(f"--max-cells must be >= 0, got {max_cells}.")
+    cells = expand(spec)
+    store = Store(table, [c.key for c in cells])
+    atomic_write_text(out / SPEC_COPY, Path(spec_path).read_text())
+    done = store.done()
+    todo = [c for c in cells if c.key not in done]
+    if max_cells is not None:
+        todo = todo[:max_cells]
+    where = f"Ray ({ray})" if ray else f"{workers or backends.cores()} local worker(s)"
+    log(f"{spec.name}: {len(cells)} cells, {len(cells) - len(todo)} in {table} already; "
+        f"running {len(todo)} on {where}.")
+    count = [0]
+
+    def on_row(row: dict) -> None:
+        store.add(row)
+        count[0] += 1
+        result = f"error: {row['error']}" if row.get("error") else f"AUROC {row['auroc']}"
+        log(f"[{count[0]}/{len(todo)}] {row['task']} {row['agent']} seed {row['seed']}: "
+            f"{result} ({row.get('seconds', '?')} s)")
+
+    if todo:
+        if ray:
+            backends.run_ray(todo, ray, on_row, cpus_per_cell=spec.cpus_per_cell,
+                             gpus_per_cell=spec.gpus_per_cell)
+        else:
+            backends.run_local(todo, workers or backends.cores(), on_row)
+    store.write()
+    rows = store.grid_rows()
+    atomic_write_text(out / BOARD, leaderboard(rows, f"Leaderboard: {spec.name}"))
+    plot_curves(rows, out / FIGURE)
+    missing = len(cells) - len(store.done() & {c.key for c in cells})
+    log(f"wrote {table}, {out / BOARD}" + (f"; {missing} cell(s) missing or failed (--resume "
+                                           "runs them)" if missing else ""))
+    return rows
