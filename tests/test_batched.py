@@ -302,3 +302,21 @@ def test_reinforce_with_k_samples_uses_the_batched_env(toy_dataset):
     sync.vector_env = make_vector_env(env, K, batched=False)
     rewards = [[agent._update()["reward"] for _ in range(3)] for agent in (batched, sync)]
     np.testing.assert_allclose(rewards[0], rewards[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("predictor", ["mlp", "logistic"])
+def test_fixed_baselines_trained_in_groups_equal_all_at_once(toy_dataset, predictor,
+                                                             monkeypatch):
+    """Large data trains the K fixed baselines a group of slots at a time (bounded
+    memory); the baselines and the following rewards do not change."""
+    from dvrl_env.envs import core
+
+    env = make(toy_dataset, predictor=predictor)
+    together = DataValuationVectorEnv.from_env(env, K)
+    together.reset(seed=[3, 3, 8])
+    monkeypatch.setattr(core, "BASELINE_VISITS", 1)  # one slot per group
+    grouped = DataValuationVectorEnv.from_env(env, K)
+    grouped.reset(seed=[3, 3, 8])
+    np.testing.assert_allclose(grouped.fixed_baselines, together.fixed_baselines, atol=1e-6)
+    action = actions_for(3)[0]
+    np.testing.assert_allclose(grouped.step(action)[1], together.step(action)[1], atol=1e-5)

@@ -44,6 +44,10 @@ from dvrl_env.predictors.single import SinglePredictor
 from dvrl_env.predictors.stacked import StackedPredictors
 
 RESET_MODES = ("step", "episode", "never")
+#: visits (slots x epochs x points) the fixed baselines train on at once: 2**24 visits
+#: take a few hundred MiB of index and weight arrays, so 50,000 points x 100 epochs
+#: train one slot at a time instead of all K together
+BASELINE_VISITS = 2**24
 BASELINES = ("fixed", "moving_average")
 #: options that build a named dataset (a ValuationDataset is used as it is)
 DATA_OPTIONS = ("n_train", "n_valid", "n_test", "noise_rate", "root", "download", "encoder",
@@ -389,10 +393,16 @@ class SlotCore:
         if c.baseline == "fixed":
             self.fits += len(ks)
             n = c.n_train
-            generators = [torch.Generator(device=c.device).manual_seed(s) for s in baseline_seeds]
-            orders = stacked_epoch_permutations(n, c.predictor_epochs, generators, c.device)
-            rows = torch.arange(n, device=c.device).expand(len(ks), n)
-            self._fit(ks, rows, torch.ones(len(ks), n, device=c.device), orders)
+            # slots train in groups whose visit arrays (slots x epochs x n) stay bounded
+            group = max(1, BASELINE_VISITS // (c.predictor_epochs * n))
+            for start in range(0, len(ks), group):
+                part = ks[start:start + group]
+                generators = [torch.Generator(device=c.device).manual_seed(s)
+                              for s in baseline_seeds[start:start + group]]
+                orders = stacked_epoch_permutations(n, c.predictor_epochs, generators,
+                                                    c.device)
+                rows = torch.arange(n, device=c.device).expand(len(part), n)
+                self._fit(part, rows, torch.ones(len(part), n, device=c.device), orders)
             metrics = self.predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"],
                                               c.metric)
             self.predictors.restore(ks)
