@@ -24,12 +24,12 @@ from pathlib import Path
 
 from dvrl_env.atomic import atomic_write_text
 from dvrl_env.bench.stats import fmt, mean_ci  # noqa: F401  (the studies' tables use both)
+from dvrl_env.data.registry import dataset_entries, dataset_entry
 
 _LIMITS: list = []  # keeps the thread limits set by setup() alive
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "studies"
-DATASETS = {"adult": "DataValuation-Adult-v0", "digits": "DataValuation-Digits-v0"}
-IMAGE_DATASETS = {"cifar10": "DataValuation-CIFAR10-v0",
-                  "fashion_mnist": "DataValuation-FashionMNIST-v0"}
+DATASETS = {name: dataset_entry(name).env_id for name in ("adult", "digits")}
+IMAGE_DATASETS = {e.name: e.env_id for e in dataset_entries() if e.is_image}
 
 # label: (agent name, options, updates in a full run, updates in --quick)
 AGENTS: dict[str, tuple[str, dict, int, int]] = {
