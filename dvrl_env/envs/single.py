@@ -261,7 +261,5 @@ class DataValuationEnv(gym.Env):
     def state_dict(self) -> dict[str, Any]:
         """The env's state after a reset, for ``reset(options={"state": ...})``: that of
         a one-slot :class:`~dvrl_env.DataValuationVectorEnv`."""
-        if not self.core.slots[0].ready:
-            raise gym.error.ResetNeeded("The env has no state before its first reset().")
         return self.core.state_dict()
 

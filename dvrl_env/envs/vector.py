@@ -168,14 +168,13 @@ class DataValuationVectorEnv(VectorEnv):
                     infos = self._add_info(infos, self.core.reset_info(k, batches[k]), k)
                 else:
                     infos = self._add_info(infos, step.info(k), k)
-            obs = self.core.observe(self.core.indices) if batches else step_obs
         else:
             batches = self.core.reset(resetting, {})
             for k in range(k_all):
                 info = (self.core.reset_info(k, batches[k]) if k in batches else step.info(k))
                 infos = self._add_info(infos, info, k)
-            obs = self.core.observe(self.core.indices) if batches else step_obs
             self._ended = ended
+        obs = self.core.observe(self.core.indices) if batches else step_obs
         return obs, step.rewards, step.terminated, step.truncated, infos
 
     # ---- what agents may use besides step/reset ----------------------------------------
