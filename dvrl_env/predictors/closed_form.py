@@ -1,27 +1,34 @@
-"""The logistic predictor trained in closed form: no autograd, no optimiser object.
+"""The logistic predictor trained in closed form: no autograd, no optimiser object, one
+compiled loop.
 
 With the official schedule (100 epochs over a batch of 1000 in mini-batches of 256) an
-env step makes 400 Adam steps on a model of a few hundred weights, and
-:func:`~dvrl_env.predictors.fit_weighted` spends almost all its time in autograd and
-optimiser overhead. For a linear model the gradient of the weighted softmax
-cross-entropy is explicit, ``(softmax(x W^T + b) - onehot(y))^T (s * x) / n``, so this
-module computes it and Adam's update with a handful of numpy calls per mini-batch, on
-the CPU. Same schedule, same mini-batches, same loss and the same Adam (torch's
-defaults): the weights agree with ``fit_weighted`` up to float rounding
-(``tests/test_batched.py`` checks it), about 20x faster. K predictors that visit the same
-rows in the same order (sub-envs in lockstep) train together, as columns of one matrix.
+env step makes 400 Adam steps on a model of a few hundred weights: the arithmetic of
+one step is a few microseconds, and anything that pays an interpreter's or a
+framework's overhead per step (autograd and an optimiser object, or even a dozen numpy
+calls) spends most of its time on that overhead. For a linear model the gradient of the
+weighted softmax cross-entropy is explicit, ``(softmax(x W^T + b) - onehot(y))^T (s * x)
+/ n``, so this module writes the whole fit (every epoch, mini-batch, gradient and Adam
+step) as one loop compiled by numba. Same schedule, same mini-batches, same loss and
+torch's Adam: the weights agree with ``fit_weighted`` up to float rounding
+(``tests/test_batched.py`` checks it).
+
+K predictors train in one call, each on its own rows in its own order, so sub-envs need
+not be in lockstep; each predictor's arithmetic is the same whatever K is, so a vector
+env's predictors equal single envs' bit for bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy.special import expit
+from numba import njit
 from torch import nn
 
 from dvrl_env.predictors.models import PredictorSpec
 
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults, as make_adam uses
+#: dot products may be summed in any order (so they vectorise); nothing else is relaxed
+_FASTMATH = {"reassoc", "contract"}
 
 
 def uses_closed_form(spec: PredictorSpec, device: torch.device) -> bool:
@@ -40,151 +47,155 @@ def fit_logistic(
     lr: float,
 ) -> None:
     """:func:`~dvrl_env.predictors.fit_weighted` for a ``torch.nn.Linear`` on the CPU."""
-    order_array = orders.numpy()
-    fit_logistic_arrays(
-        model.weight.detach().numpy()[None], model.bias.detach().numpy()[None],
-        augment(x.numpy()), y.numpy(), order_array, weights.numpy()[order_array][None],
-        batch_size=batch_size, lr=lr,
-    )
+    order = orders.numpy()
+    weight, bias = model.weight.detach().numpy(), model.bias.detach().numpy()
+    params = np.concatenate([weight, bias[:, None]], axis=1)[None]
+    train_logistic(params, x.numpy(), y.numpy(), order[None], weights.numpy()[order][None],
+                   batch_size=batch_size, lr=lr)
+    weight[...] = params[0, :, :-1]
+    bias[...] = params[0, :, -1]
 
 
-def augment(x: np.ndarray) -> np.ndarray:
-    """``[x, 1]``: the bias becomes the last column of the weights."""
-    return np.concatenate([x, np.ones((len(x), 1), dtype=x.dtype)], axis=1)
-
-
-def fit_logistic_arrays(
-    weight: np.ndarray,
-    bias: np.ndarray,
-    x_aug: np.ndarray,
+def train_logistic(
+    params: np.ndarray,
+    x: np.ndarray,
     labels: np.ndarray,
-    index: np.ndarray,
-    sample_weights: np.ndarray,
+    visits: np.ndarray,
+    visit_weights: np.ndarray,
     *,
     batch_size: int,
     lr: float,
 ) -> None:
-    """Train K predictors' ``weight`` ``(K, C, d)`` and ``bias`` ``(K, C)`` in place.
+    """Train K logistic predictors in place.
 
-    ``index`` ``(epochs, N)``: the rows of ``x_aug`` (``(M, d + 1)``, see :func:`augment`)
-    and ``labels`` that each epoch visits, in order, the same for the K predictors;
-    ``sample_weights`` ``(K, epochs, N)``: each predictor's weight of each visit (the
-    same rows in every epoch, in another order). Mini-batches are consecutive runs of
-    ``batch_size`` visits, a mini-batch's loss is ``sum(s_i l_i) / len``. Rows that every
-    predictor weights 0 add exactly nothing to a gradient, so they are left out of the
-    arithmetic (the mini-batch schedule and sizes stay).
+    ``params`` ``(K, C, d + 1)``: each predictor's weight rows with its bias as the last
+    column. ``visits`` ``(K, epochs, N)``: the rows of ``x`` ``(M, d)`` and ``labels``
+    ``(M,)`` that predictor k visits in each epoch, in order; ``visit_weights`` the same
+    shape, each visit's selection weight. Mini-batches are consecutive runs of
+    ``batch_size`` visits and a mini-batch's loss is ``sum(s_i l_i) / len``: visits
+    weighted 0 add nothing to a gradient and are skipped, while the schedule and the
+    mini-batch sizes stay.
     """
-    k, classes, _ = weight.shape
-    epochs, n = index.shape
-    starts = np.arange(0, n, batch_size)
-    sizes = np.diff(np.append(starts, n))
-    scaled = sample_weights * np.repeat((1.0 / sizes).astype(np.float32), sizes)
-    kept = (scaled != 0).any(axis=0) if k > 1 else scaled[0] != 0
-    n_kept = np.count_nonzero(kept[0])
-    if np.count_nonzero(kept) != n_kept * epochs:
-        raise ValueError("Every epoch must visit the same rows (with the same weights).")
-    flat = np.flatnonzero(kept)  # the kept visits, and where each mini-batch's end
-    ends = np.cumsum(np.add.reduceat(kept, starts, axis=1, dtype=np.int64), axis=1)
-    # visit weights laid out (epochs, n_kept, K): one row per visit, one column per predictor
-    kept_weights = scaled.reshape(k, -1)[:, flat].T.reshape(epochs, n_kept, k)
-    visits = Visits(index.take(flat).reshape(epochs, n_kept),
-                    np.ascontiguousarray(kept_weights, dtype=np.float32),
-                    np.concatenate([np.zeros((epochs, 1), dtype=np.int64), ends], axis=1))
-    # parameters as columns: (d + 1, K * C), predictor-major
-    params = np.concatenate([weight, bias[:, :, None]], axis=2).astype(np.float32)
-    columns = np.ascontiguousarray(params.transpose(2, 0, 1).reshape(-1, k * classes))
-    train = _train_binary if classes == 2 else _train_softmax
-    train(columns, np.ascontiguousarray(x_aug, dtype=np.float32), labels, visits, lr, k)
-    params = columns.reshape(-1, k, classes).transpose(1, 2, 0)
-    weight[...] = params[:, :, :-1]
-    bias[...] = params[:, :, -1]
+    k, classes, width = params.shape
+    if visits.shape != visit_weights.shape or visits.ndim != 3 or visits.shape[0] != k:
+        raise ValueError(f"visits {visits.shape} and visit_weights {visit_weights.shape} must "
+                         f"both be (K={k}, epochs, N).")
+    if x.ndim != 2 or x.shape[1] + 1 != width:
+        raise ValueError(f"x has shape {x.shape}; the predictors take {width - 1} features.")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    visits = np.ascontiguousarray(visits, dtype=np.int64)
+    visit_weights = np.ascontiguousarray(visit_weights, dtype=np.float32)
+    if len(x) and visits.size and (visits.min() < 0 or visits.max() >= len(x)):
+        raise ValueError(f"visits must be rows of x, in [0, {len(x)}).")
+    work = np.ascontiguousarray(params, dtype=np.float32)
+    if classes == 2:
+        # the softmax is a sigmoid of z_1 - z_0, the two rows' gradients are opposite and
+        # so are Adam's updates: train the difference, then split the total update
+        delta = np.ascontiguousarray(work[:, 1] - work[:, 0])
+        start = delta.copy()
+        _train_binary(delta, x, (labels == 1).astype(np.float32), visits, visit_weights,
+                      batch_size, lr, BETA1, BETA2, EPS)
+        total = (start - delta) / 2.0  # row 1 lost it, row 0 gained it
+        work[:, 1] -= total
+        work[:, 0] += total
+    else:
+        _train_softmax(work, x, labels.astype(np.int64), visits, visit_weights, batch_size,
+                       lr, BETA1, BETA2, EPS)
+    params[...] = work
 
 
-class Visits:
-    """Per epoch: the rows visited (``rows``, ``(epochs, n)``), their scaled weights
-    (``(epochs, n, K)``), and the mini-batch boundaries in that list (``bounds``,
-    ``(epochs, batches + 1)``)."""
-
-    def __init__(self, rows: np.ndarray, weights: np.ndarray, bounds: np.ndarray):
-        self.rows, self.weights, self.bounds = rows, weights, bounds.tolist()
-        self.steps = (bounds.shape[1] - 1) * bounds.shape[0]
-
-    def epochs(self, x: np.ndarray):
-        """Yield each epoch's gathered features, rows, weights and mini-batch slices."""
-        x_epoch = np.empty((self.rows.shape[1], x.shape[1]), dtype=np.float32)
-        for rows, weights, bounds in zip(self.rows, self.weights, self.bounds, strict=True):
-            np.take(x, rows, axis=0, out=x_epoch, mode="clip")
-            parts = [slice(a, b) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-            yield x_epoch, rows, weights, parts
+@njit(cache=True, fastmath=_FASTMATH)
+def _adam_step(params, grad, m, v, t, lr, beta1, beta2, eps, factor):
+    """torch.optim.Adam's update of ``params`` (1-D) at step ``t`` (from 1), times
+    ``factor``."""
+    step_size = lr / (1.0 - beta1**t) * factor
+    correction = np.sqrt(1.0 - beta2**t)
+    for j in range(params.shape[0]):
+        g = grad[j]
+        m[j] = beta1 * m[j] + (1.0 - beta1) * g
+        v[j] = beta2 * v[j] + (1.0 - beta2) * g * g
+        params[j] -= step_size * m[j] / (np.sqrt(v[j]) / correction + eps)
 
 
-class _Adam:
-    """torch's Adam, with moments kept as ``m / (1 - beta1)`` and ``v / (1 - beta2)`` so a
-    step is nine numpy calls; ``step`` returns ``factor`` times the update to subtract
-    (in a buffer that the next step reuses)."""
-
-    def __init__(self, shape: tuple[int, ...], lr: float, steps: int, factor: float = 1.0):
-        t = np.arange(1, steps + 1, dtype=np.float64)
-        c = np.sqrt((1.0 - BETA2) / (1.0 - BETA2**t))
-        self.eps = (EPS / c).tolist()
-        self.inverse_step = (c * (1.0 - BETA1**t) / (lr * (1.0 - BETA1) * factor)).tolist()
-        self.t = 0
-        self.m = np.zeros(shape, dtype=np.float32)
-        self.v = np.zeros(shape, dtype=np.float32)
-        self.buffer = np.empty(shape, dtype=np.float32)
-
-    def step(self, grad: np.ndarray) -> np.ndarray:
-        """``grad`` is overwritten."""
-        m, v, out, t = self.m, self.v, self.buffer, self.t
-        self.t += 1
-        m *= BETA1
-        m += grad
-        grad *= grad
-        v *= BETA2
-        v += grad
-        np.sqrt(v, out=out)
-        out += self.eps[t]
-        out *= self.inverse_step[t]
-        return np.divide(m, out, out=out)
-
-
-def _train_binary(columns, x, labels, visits: Visits, lr, k) -> None:
-    """Two classes: the softmax is a sigmoid of ``z_1 - z_0`` and the two weight rows'
-    gradients are opposite, so Adam's updates are too: one column of work per predictor,
-    applied to both of its rows."""
-    y1 = (labels == 1).astype(np.float32)[:, None]
-    start = columns[:, 1::2] - columns[:, 0::2]  # (d + 1, K)
-    delta = start.copy()
-    adam = _Adam(delta.shape, lr, visits.steps, factor=2.0)
-    for x_epoch, rows, weights, parts in visits.epochs(x):
-        y_epoch = y1[rows]
-        for part in parts:
-            xb = x_epoch[part]
-            error = expit(xb @ delta)
-            error -= y_epoch[part]
-            error *= weights[part]
-            delta -= adam.step(xb.T @ error)
-    total = (start - delta) / 2.0  # the sum of the updates: row 1 lost it, row 0 gained it
-    columns[:, 1::2] -= total
-    columns[:, 0::2] += total
+@njit(cache=True, fastmath=_FASTMATH)
+def _train_binary(delta, x, y1, visits, visit_weights, batch_size, lr, beta1, beta2, eps):
+    """Two classes: ``delta`` ``(K, d + 1)`` is ``w_1 - w_0``, trained by twice the
+    update Adam makes to ``w_1``."""
+    k_all, epochs, n = visits.shape
+    d = x.shape[1]
+    grad = np.empty(d + 1, dtype=np.float32)
+    m = np.empty(d + 1, dtype=np.float32)
+    v = np.empty(d + 1, dtype=np.float32)
+    for k in range(k_all):
+        w = delta[k]
+        m[:] = 0.0
+        v[:] = 0.0
+        t = 0
+        for e in range(epochs):
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                scale = np.float32(1.0 / (stop - start))
+                grad[:] = 0.0
+                for i in range(start, stop):
+                    s = visit_weights[k, e, i]
+                    if s == 0:
+                        continue
+                    row = x[visits[k, e, i]]
+                    z = w[d]
+                    for j in range(d):
+                        z += row[j] * w[j]
+                    err = (np.float32(1.0) / (np.float32(1.0) + np.exp(-z))
+                           - y1[visits[k, e, i]]) * s * scale
+                    for j in range(d):
+                        grad[j] += err * row[j]
+                    grad[d] += err
+                t += 1
+                _adam_step(w, grad, m, v, t, lr, beta1, beta2, eps, 2.0)
 
 
-def _train_softmax(columns, x, labels, visits: Visits, lr, k) -> None:
-    """Any number of classes: logits laid out ``(K, C, n)`` so the softmax runs down rows."""
-    classes = columns.shape[1] // k
-    onehot = np.ascontiguousarray(np.eye(classes, dtype=np.float32)[labels].T)  # (C, M)
-    params = np.ascontiguousarray(columns.T)  # (K * C, d + 1)
-    adam = _Adam(params.shape, lr, visits.steps)
-    for x_epoch, rows, weights, parts in visits.epochs(x):
-        y_epoch = onehot[:, rows]
-        w_epoch = np.ascontiguousarray(weights.T)[:, None, :]  # (K, 1, n)
-        for part in parts:
-            xb = x_epoch[part]
-            z = (params @ xb.T).reshape(k, classes, -1)
-            z -= z.max(axis=1, keepdims=True)
-            np.exp(z, out=z)
-            z /= z.sum(axis=1, keepdims=True)
-            z -= y_epoch[:, part]
-            z *= w_epoch[:, :, part]
-            params -= adam.step(z.reshape(k * classes, -1) @ xb)
-    columns[...] = params.T
+@njit(cache=True, fastmath=_FASTMATH)
+def _train_softmax(params, x, labels, visits, visit_weights, batch_size, lr, beta1, beta2,
+                   eps):
+    """Any number of classes: ``params`` ``(K, C, d + 1)``."""
+    k_all, classes, width = params.shape
+    epochs, n = visits.shape[1], visits.shape[2]
+    d = width - 1
+    grad = np.empty((classes, width), dtype=np.float32)
+    m = np.empty(classes * width, dtype=np.float32)
+    v = np.empty(classes * width, dtype=np.float32)
+    z = np.empty(classes, dtype=np.float32)
+    for k in range(k_all):
+        w = params[k]
+        m[:] = 0.0
+        v[:] = 0.0
+        t = 0
+        for e in range(epochs):
+            for start in range(0, n, batch_size):
+                stop = min(start + batch_size, n)
+                scale = np.float32(1.0 / (stop - start))
+                grad[:] = 0.0
+                for i in range(start, stop):
+                    s = visit_weights[k, e, i]
+                    if s == 0:
+                        continue
+                    r = visits[k, e, i]
+                    row = x[r]
+                    for c in range(classes):
+                        acc = w[c, d]
+                        for j in range(d):
+                            acc += row[j] * w[c, j]
+                        z[c] = acc
+                    top = z.max()
+                    total = np.float32(0.0)
+                    for c in range(classes):
+                        z[c] = np.exp(z[c] - top)
+                        total += z[c]
+                    for c in range(classes):
+                        err = (z[c] / total - (np.float32(1.0) if c == labels[r]
+                                               else np.float32(0.0))) * s * scale
+                        for j in range(d):
+                            grad[c, j] += err * row[j]
+                        grad[c, d] += err
+                t += 1
+                _adam_step(w.reshape(-1), grad.reshape(-1), m, v, t, lr, beta1, beta2, eps,
+                           1.0)

@@ -10,10 +10,9 @@ own gradient, and one Adam over the stacked tensors makes K independent Adam ste
 would, up to float rounding.
 
 The logistic predictor on the CPU is the exception: it trains in closed form
-(:mod:`dvrl_env.predictors.closed_form`), which is faster than any stacked autograd pass: one
-predictor after the other (the single env's numbers exactly), or all K as the columns
-of one matrix when they visit the same rows in the same order (sub-envs in lockstep).
-Predictors that visit the same rows also share the feature gathers in the vmap path.
+(:mod:`dvrl_env.predictors.closed_form`), all K in one compiled call, each on its own
+rows and order (the single env's numbers exactly). Predictors that visit the same rows
+share the feature gathers in the vmap path.
 """
 
 from __future__ import annotations
@@ -21,12 +20,13 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, stack_module_state
 
-from dvrl_env.predictors.closed_form import augment, fit_logistic_arrays
+from dvrl_env.predictors.closed_form import train_logistic
 from dvrl_env.predictors.training import compact_visits, make_adam, stacked_metrics
 
 
@@ -47,8 +47,8 @@ class StackedPredictors:
         self.initial = {k: v.clone() for k, v in (self.params | self.buffers).items()}
         self.base = copy.deepcopy(modules[0]).to("meta")
         self.closed_form = closed_form
+        self.layers = layer_plan(modules[0])
         self.skip_unweighted = skip_unweighted
-        self._x_aug = None  # the training features with a ones column, for closed form
 
     def __len__(self) -> int:
         return next(iter(self.initial.values())).shape[0]
@@ -108,12 +108,12 @@ class StackedPredictors:
             return
         visits = rows.gather(1, orders.reshape(len(slots), -1)).view(orders.shape)
         visit_weights = weights.gather(1, orders.reshape(len(slots), -1)).view(orders.shape)
+        if self.closed_form:
+            self._fit_closed_form(slots, x, y, visits, visit_weights, batch_size, lr)
+            return
         # sub-envs in lockstep (seeded alike) visit the same rows: gather them once
         shared = bool((visits == visits[0]).all()) if len(slots) > 1 else True
-        if self.closed_form:
-            self._fit_closed_form(slots, x, y, visits, visit_weights, shared, batch_size, lr)
-        else:
-            self._fit_autograd(slots, x, y, visits, visit_weights, shared, batch_size, lr)
+        self._fit_autograd(slots, x, y, visits, visit_weights, shared, batch_size, lr)
 
     def _fit_autograd(self, slots, x, y, visits, visit_weights, shared, batch_size, lr):
         everyone = slots == list(range(len(self)))
@@ -129,8 +129,12 @@ class StackedPredictors:
             visits = visits[:1]
         visit_labels = y[visits]
         in_dims = (0, 0, None, None, 0, None) if shared else (0, 0, 0, 0, 0, None)
-        batch_losses = (self._only_loss if len(slots) == 1 else
-                        torch.vmap(self._one_loss, in_dims=in_dims, randomness="different"))
+        if self.layers is not None:
+            batch_losses = self._layered_loss
+        elif len(slots) == 1:
+            batch_losses = self._only_loss
+        else:
+            batch_losses = torch.vmap(self._one_loss, in_dims=in_dims, randomness="different")
         self.base.train()
         for epoch in range(visits.shape[1]):
             x_epoch = x[visits[:, epoch]]  # (A or 1, N, d): one gather per epoch
@@ -155,23 +159,19 @@ class StackedPredictors:
                 for name, value in buffers.items():
                     self.buffers[name][index] = value
 
-    def _fit_closed_form(self, slots, x, y, visits, visit_weights, shared, batch_size, lr):
-        if self._x_aug is None or self._x_aug[0] is not x:
-            self._x_aug = (x, augment(x.numpy()))
+    def _fit_closed_form(self, slots, x, y, visits, visit_weights, batch_size, lr):
         weight, bias = self.params["weight"].numpy(), self.params["bias"].numpy()
-        labels, visits, visit_weights = y.numpy(), visits.numpy(), visit_weights.numpy()
-        groups = [(slots, 0)] if shared else [([slot], i) for i, slot in enumerate(slots)]
-        for group, first in groups:
-            w, b = weight[group], bias[group]  # copies (fancy index): trained, then put back
-            fit_logistic_arrays(w, b, self._x_aug[1], labels, visits[first],
-                                visit_weights[first:first + len(group)],
-                                batch_size=batch_size, lr=lr)
-            weight[group], bias[group] = w, b
+        params = np.concatenate([weight[slots], bias[slots][:, :, None]], axis=2)
+        train_logistic(params, x.numpy(), y.numpy(), visits.numpy(), visit_weights.numpy(),
+                       batch_size=batch_size, lr=lr)
+        weight[slots], bias[slots] = params[:, :, :-1], params[:, :, -1]
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Every predictor's logits on ``x``: ``(K, n, C)``."""
         self.base.eval()
+        if self.layers is not None:
+            return self._layered_forward(self.params, x)
         forward = torch.vmap(self._one_forward, in_dims=(0, 0, None), randomness="different")
         return forward(self.params, self.buffers, x)
 
@@ -190,6 +190,53 @@ class StackedPredictors:
     def _one_loss(self, params, buffers, x, y, w, size):
         losses = F.cross_entropy(self._one_forward(params, buffers, x), y, reduction="none")
         return (losses * w).sum() / size
+
+    # ---- a stack of linear layers, as batched matrix products ----------------------------
+    def _layered_forward(self, params, x):
+        """The A predictors' logits ``(A, n, C)`` on ``x`` (``(A, n, d)``, or ``(n, d)``
+        shared), one batched matrix product per layer: several times faster than a vmap
+        of the module on small mini-batches, where per-call costs dominate."""
+        h = x
+        for step in self.layers:
+            if isinstance(step, str):
+                weight = params[f"{step}weight"].transpose(1, 2)
+                bias = params.get(f"{step}bias")
+                h = h @ weight if bias is None else torch.baddbmm(
+                    bias.unsqueeze(1), h.expand(len(weight), *h.shape[-2:]), weight)
+            else:
+                h = step(h)
+        return h
+
+    def _layered_loss(self, params, buffers, x, y, w, size):
+        logits = self._layered_forward(params, x)
+        a, n, classes = logits.shape
+        losses = F.cross_entropy(logits.reshape(a * n, classes), y.expand(a, n).reshape(-1),
+                                 reduction="none")
+        return (losses.view(a, n) * w).sum(dim=1) / size
+
+
+#: layers that act on each number alone, the same in train and eval mode
+ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Identity)
+
+
+def layer_plan(module: nn.Module) -> list | None:
+    """How to run K copies of ``module`` as batched matrix products: a list of parameter
+    prefixes (a linear layer) and elementwise layers, in order; None when ``module`` is
+    not a ``torch.nn.Linear`` or a ``torch.nn.Sequential`` of those two kinds (it then
+    runs through ``torch.vmap``)."""
+    if isinstance(module, nn.Linear):
+        return [""]
+    if not isinstance(module, nn.Sequential):
+        return None
+    plan: list = []
+    for name, layer in module.named_children():
+        if isinstance(layer, nn.Linear):
+            plan.append(f"{name}.")
+        elif type(layer) in ELEMENTWISE:
+            plan.append(layer)
+        else:
+            return None
+    return plan
 
 
 def slot_mask(k: int, slots, device: torch.device) -> torch.Tensor:
