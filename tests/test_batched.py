@@ -16,7 +16,8 @@ from agents.reinforce import Reinforce
 from dvrl_env import DataValuationEnv, DataValuationVectorEnv
 from dvrl_env.envs.vector import make_vector_env
 from dvrl_env.predictors import epoch_permutations, fit_weighted, logistic
-from dvrl_env.predictors.closed_form import fit_logistic
+from dvrl_env.predictors.closed_form import fit_logistic, train_logistic
+from dvrl_env.predictors.stacked import StackedPredictors, layer_plan
 from dvrl_env.predictors.training import argsort_rows
 from tests.conftest import SMALL_ENV
 
@@ -30,7 +31,18 @@ def tanh_net():
     return torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
 
 
-PREDICTORS = {"mlp": "mlp", "logistic": "logistic", "callable": tanh_net}
+class Residual(torch.nn.Module):
+    """Not a stack of linear layers: its K copies train through torch.vmap."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner, self.out = torch.nn.Linear(5, 5), torch.nn.Linear(5, 2)
+
+    def forward(self, x):
+        return self.out(x + torch.tanh(self.inner(x)))
+
+
+PREDICTORS = {"mlp": "mlp", "logistic": "logistic", "callable": tanh_net, "vmap": Residual}
 
 
 def make(ds, **kwargs) -> DataValuationEnv:
@@ -320,3 +332,59 @@ def test_fixed_baselines_trained_in_groups_equal_all_at_once(toy_dataset, predic
     np.testing.assert_allclose(grouped.fixed_baselines, together.fixed_baselines, atol=1e-6)
     action = actions_for(3)[0]
     np.testing.assert_allclose(grouped.step(action)[1], together.step(action)[1], atol=1e-5)
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+def test_closed_form_trains_k_predictors_on_their_own_rows_as_one_at_a_time(classes):
+    """One call for K predictors, each with its own visits (not in lockstep), gives each
+    the weights a call of its own gives, bit for bit: a vector env's predictors equal
+    single envs'."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 6)).astype(np.float32)
+    labels = rng.integers(0, classes, 40)
+    visits = np.stack([np.stack([rng.permutation(40)[:30] for _ in range(4)])
+                       for _ in range(3)])  # (K=3, epochs=4, N=30)
+    weights = (rng.random(visits.shape) < 0.5).astype(np.float32)
+    weights[1, 2] = 0.0  # an epoch with nothing selected still makes its Adam steps
+    start = rng.standard_normal((3, classes, 7)).astype(np.float32)
+    together = start.copy()
+    train_logistic(together, x, labels, visits, weights, batch_size=8, lr=0.05)
+    for k in range(3):
+        alone = start[k:k + 1].copy()
+        train_logistic(alone, x, labels, visits[k:k + 1], weights[k:k + 1], batch_size=8,
+                       lr=0.05)
+        assert np.array_equal(alone[0], together[k])
+        assert not np.allclose(alone[0], start[k])
+    with pytest.raises(ValueError, match="must both be"):
+        train_logistic(start.copy(), x, labels, visits, weights[:2], batch_size=8, lr=0.05)
+    with pytest.raises(ValueError, match="rows of x"):
+        train_logistic(start.copy(), x, labels, visits + 40, weights, batch_size=8, lr=0.05)
+    with pytest.raises(ValueError, match="take 6 features"):
+        train_logistic(start.copy(), x[:, :5], labels, visits, weights, batch_size=8, lr=0.05)
+
+
+def test_layered_predictors_train_as_their_vmap():
+    """A Sequential of Linear and elementwise layers trains as batched matrix products;
+    its weights and logits equal those of the general vmap path."""
+    assert layer_plan(Residual()) is None
+    assert layer_plan(torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Dropout())) is None
+    assert layer_plan(tanh_net()) is not None
+    torch.manual_seed(0)
+    modules = [tanh_net() for _ in range(3)]
+    layered, general = (StackedPredictors(copy.deepcopy(modules), skip_unweighted=True)
+                        for _ in range(2))
+    general.layers = None
+    generator = torch.Generator().manual_seed(1)
+    x, y = torch.randn(30, 5, generator=generator), torch.randint(0, 2, (30,), generator=generator)
+    rows = torch.stack([torch.randperm(30, generator=generator)[:20] for _ in range(3)])
+    weights = (torch.rand(3, 20, generator=generator) < 0.6).float()
+    orders = torch.stack([epoch_permutations(20, 4, generator, torch.device("cpu"))
+                          for _ in range(3)])
+    for stack in (layered, general):
+        stack.fit([0, 2], x, y, rows[[0, 2]], weights[[0, 2]], orders[[0, 2]], batch_size=8,
+                  lr=0.05)
+    for name, value in layered.params.items():
+        torch.testing.assert_close(value, general.params[name], atol=1e-6, rtol=0)
+        assert torch.equal(value[1], general.initial[name][1])  # slot 1 did not train
+    assert not torch.equal(layered.params["0.weight"][0], layered.initial["0.weight"][0])
+    torch.testing.assert_close(layered.logits(x), general.logits(x), atol=1e-6, rtol=0)
