@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dvrl_env.bench.tables import cell, group, parsed, span
+from dvrl_env.bench.tables import cell, group, markdown_table, paired, parsed, span
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "studies"
 
@@ -59,3 +59,34 @@ def reference_accuracies(rows: list[dict], key: str = "dataset") -> str:
 def stem(out: Path) -> Path:
     """Where a report's files go: ``<out>/<out's name>`` (``.md``, ``_<figure>.png``)."""
     return Path(out) / Path(out).name
+
+
+def paired_table(rows: list[dict], variant: str, reference, keys: list[str],
+                 headers: list[str]) -> str:
+    """One line per (dataset, agent, ``variant``): AUROC, and its per-seed difference to
+    the rows where ``reference(row)`` holds, matched on ``keys`` and the seed ("-" for
+    the reference itself); ``headers`` name the dataset, variant and difference columns."""
+    ref = {(*[r[k] for k in keys], r["seed"]): r["auroc"] for r in rows if reference(r)}
+    body = []
+    for (dataset, label, value), runs in group(rows, ["dataset", "agent", variant]).items():
+        diff = "-" if reference(runs[0]) else cell(paired(runs, ref, keys), signed=True)
+        body.append([dataset, label, value, int(runs[0]["updates"]), fits_cell(runs),
+                     len(runs), cell(r["auroc"] for r in runs), diff, *outcome_cells(runs)])
+    first, middle, last = headers
+    return markdown_table([first, "agent", middle, "updates", "fits", "seeds", "AUROC", last,
+                           "gap", "robust acc", "s / run"], body)
+
+
+def curve_figures(rows: list[dict], line_key: str, out: Path, what: str) -> list[Path]:
+    """One learning-curve figure per dataset, a line per ``line_key`` value and agent."""
+    from benchmarks.studies import figures
+
+    base = stem(out)
+    paths = []
+    for (dataset,), runs in group(rows, ["dataset"]).items():
+        path = base.parent / f"{base.name}_curves_{dataset}.png"
+        figures.plot_curves(runs, [line_key], "agent", path,
+                            f"{dataset}: detection AUROC while learning, {what} (mean over "
+                            "seeds, band: min-max)")
+        paths.append(path)
+    return paths

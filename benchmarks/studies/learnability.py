@@ -25,22 +25,13 @@ from pathlib import Path
 
 from benchmarks.studies import common, figures
 from dvrl_env.bench.stats import mean_ci
-from dvrl_env.bench.tables import cell, group, markdown_table, paired, write_report
+from dvrl_env.bench.tables import group, write_report
 
 
 def table(rows: list[dict]) -> str:
-    oracle = {(r["dataset"], r["marginal_info"], r["seed"]): r["auroc"] for r in rows
-              if r["agent"] == "oracle"}
-    body = []
-    for (dataset, label, mi), runs in group(rows, ["dataset", "agent", "marginal_info"]).items():
-        below = ("-" if label == "oracle" else
-                 cell(paired(runs, oracle, ["dataset", "marginal_info"]), signed=True))
-        body.append([dataset, label, mi, int(runs[0]["updates"]), common.fits_cell(runs),
-                     len(runs), cell(r["auroc"] for r in runs), below,
-                     *common.outcome_cells(runs)])
-    return markdown_table(
-        ["features", "agent", "marginal info", "updates", "fits", "seeds", "AUROC",
-         "- oracle", "gap", "robust acc", "s / run"], body)
+    return common.paired_table(rows, "marginal_info", lambda r: r["agent"] == "oracle",
+                               ["dataset", "marginal_info"],
+                               ["features", "marginal info", "- oracle"])
 
 
 def bar_plot(rows: list[dict], path: Path) -> None:

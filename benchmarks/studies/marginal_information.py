@@ -23,22 +23,13 @@ from pathlib import Path
 
 from benchmarks.studies import common, figures
 from dvrl_env.bench.stats import mean_ci
-from dvrl_env.bench.tables import cell, group, markdown_table, paired, write_report
+from dvrl_env.bench.tables import group, write_report
 
 
 def table(rows: list[dict]) -> str:
-    reference = {(r["dataset"], r["seed"]): r["auroc"] for r in rows
-                 if r["agent"] == "marginal"}
-    body = []
-    for (dataset, label, mi), runs in group(rows, ["dataset", "agent", "marginal_info"]).items():
-        adds = ("-" if label == "marginal" else
-                cell(paired(runs, reference, ["dataset"]), signed=True))
-        body.append([dataset, label, mi, int(runs[0]["updates"]), common.fits_cell(runs),
-                     len(runs), cell(r["auroc"] for r in runs), adds,
-                     *common.outcome_cells(runs)])
-    return markdown_table(
-        ["dataset", "agent", "marginal info", "updates", "fits", "seeds", "AUROC",
-         "RL adds (AUROC - marginal)", "gap", "robust acc", "s / run"], body)
+    return common.paired_table(rows, "marginal_info", lambda r: r["agent"] == "marginal",
+                               ["dataset"], ["dataset", "marginal info",
+                                             "RL adds (AUROC - marginal)"])
 
 
 def bar_plot(rows: list[dict], path: Path) -> None:
@@ -63,14 +54,8 @@ def report(store_rows: list[dict], out: Path) -> list[Path]:
     stem = common.stem(out)
     bars = stem.parent / f"{stem.name}_auroc.png"
     bar_plot(rows, bars)
-    images = [bars]
-    learners = [r for r in rows if r["agent"] != "marginal"]
-    for (dataset,), runs in group(learners, ["dataset"]).items():
-        path = stem.parent / f"{stem.name}_curves_{dataset}.png"
-        figures.plot_curves(runs, ["marginal_info"], "agent", path,
-                            f"{dataset}: detection AUROC while learning, marginal information "
-                            "on/off (mean over seeds, band: min-max)")
-        images.append(path)
+    images = [bars, *common.curve_figures([r for r in rows if r["agent"] != "marginal"],
+                                          "marginal_info", out, "marginal information on/off")]
     md = write_report(stem.with_suffix(".md"), "Hypothesis 3: is marginal information "
                       "crucial? Every agent with it on and off", [
         common.settings_section(rows, out),

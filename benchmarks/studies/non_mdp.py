@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from benchmarks.studies import common, figures
-from dvrl_env.bench.tables import cell, group, markdown_table, paired, write_report
+from benchmarks.studies import common
+from dvrl_env.bench.tables import write_report
 
 
 def mode_of(env_options: dict) -> str:
@@ -30,33 +30,17 @@ def mode_of(env_options: dict) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    step = {(r["dataset"], r["agent"], r["seed"]): r["auroc"] for r in rows
-            if r["mode"] == "step"}
-    body = []
-    for (dataset, label, mode), runs in group(rows, ["dataset", "agent", "mode"]).items():
-        delta = ("-" if mode == "step" else
-                 cell(paired(runs, step, ["dataset", "agent"]), signed=True))
-        body.append([dataset, label, mode, int(runs[0]["updates"]), common.fits_cell(runs),
-                     len(runs), cell(r["auroc"] for r in runs), delta,
-                     *common.outcome_cells(runs)])
-    return markdown_table(
-        ["dataset", "agent", "reset mode", "updates", "fits", "seeds", "AUROC",
-         "AUROC - step mode", "gap", "robust acc", "s / run"], body)
+    return common.paired_table(rows, "mode", lambda r: r["mode"] == "step", ["dataset", "agent"],
+                               ["dataset", "reset mode", "AUROC - step mode"])
 
 
 def report(store_rows: list[dict], out: Path) -> list[Path]:
     rows = common.study_rows(store_rows)
     for r in rows:
         r["mode"] = mode_of(r["env_options"])
-    stem = common.stem(out)
-    images = []
-    for (dataset,), runs in group(rows, ["dataset"]).items():
-        path = stem.parent / f"{stem.name}_curves_{dataset}.png"
-        figures.plot_curves(runs, ["mode"], "agent", path,
-                            f"{dataset}: detection AUROC while learning, by reset mode "
-                            "(mean over seeds, band: min-max)")
-        images.append(path)
-    md = write_report(stem.with_suffix(".md"), "Hypothesis 1: is DVRL an MDP? Reset modes", [
+    images = common.curve_figures(rows, "mode", out, "by reset mode")
+    md = write_report(common.stem(out).with_suffix(".md"),
+                      "Hypothesis 1: is DVRL an MDP? Reset modes", [
         common.settings_section(rows, out),
         "Modes: step = predictor restored before every step (official bandit); episode-T = "
         "restored every T steps; never = never restored (episodes cut every 10 steps). "
