@@ -223,16 +223,9 @@ def _task(table: dict, i: int, where: str) -> Task:
 def _agent(table: dict, i: int, where: str, task_names: set, fits, updates) -> AgentEntry:
     import agents
 
-    _keys(table, {"name", "label", "options", "updates", "tasks"}, f"agents[{i}]", where)
-    name = table.get("name")
-    if name not in agents.names():
-        raise SpecError(f"{where}: agents[{i}].name {name!r} is not a registered agent; choose "
-                        f"one of {agents.names()} (or agents.register yours in a module listed "
-                        "in imports).")
-    options = _options(table.get("options", {}), f"agents[{i}].options", where)
-    if "seed" in options or "log_dir" in options:
-        raise SpecError(f"{where}: agents[{i}].options sets seed or log_dir; the grid sets "
-                        "them (seed = the cell's seed).")
+    name, options = _entry(table, f"agents[{i}]", {"name", "label", "options", "updates", "tasks"},
+                           agents.names(), ("agent", "agents.register"), ("seed", "log_dir"),
+                           where)
     own = table.get("updates")
     if own is not None and (not isinstance(own, int) or isinstance(own, bool) or own < 0):
         raise SpecError(f"{where}: agents[{i}].updates must be an integer >= 0, got {own!r}.")
@@ -246,18 +239,25 @@ def _agent(table: dict, i: int, where: str, task_names: set, fits, updates) -> A
 def _method(table: dict, i: int, where: str, task_names: set) -> AgentEntry:
     from dvrl_env.bench import hooks
 
-    _keys(table, {"name", "label", "options", "tasks"}, f"methods[{i}]", where)
-    name = table.get("name")
-    if name not in hooks.method_names():
-        raise SpecError(f"{where}: methods[{i}].name {name!r} is not a registered method; "
-                        f"choose one of {hooks.method_names()} (or register_method yours in a "
-                        "module listed in imports).")
-    options = _options(table.get("options", {}), f"methods[{i}].options", where)
-    if "seed" in options:
-        raise SpecError(f"{where}: methods[{i}].options sets seed; the grid sets it (the "
-                        "cell's seed).")
+    name, options = _entry(table, f"methods[{i}]", {"name", "label", "options", "tasks"},
+                           hooks.method_names(), ("method", "register_method"), ("seed",), where)
     return AgentEntry(str(table.get("label", name)), name, options, None,
                       _only(table, f"methods[{i}]", where, task_names), kind="method")
+
+
+def _entry(table: dict, what: str, allowed: set, known: list[str], kind: tuple[str, str],
+           reserved: tuple[str, ...], where: str) -> tuple[str, dict]:
+    """An agent's or method's registered name and options (the grid's keys refused)."""
+    _keys(table, allowed, what, where)
+    name = table.get("name")
+    if name not in known:
+        raise SpecError(f"{where}: {what}.name {name!r} is not a registered {kind[0]}; choose "
+                        f"one of {known} (or {kind[1]} yours in a module listed in imports).")
+    options = _options(table.get("options", {}), f"{what}.options", where)
+    if set(options) & set(reserved):
+        raise SpecError(f"{where}: {what}.options sets {' or '.join(reserved)}; the grid sets "
+                        "them (seed = the cell's seed).")
+    return name, options
 
 
 def _probe(table: Any, where: str) -> tuple[str | None, dict]:
