@@ -1,7 +1,10 @@
 """What do the rewards say about each point, beyond the marginal information?
 
-    python benchmarks/reward_credit.py                                # Adult, seeds 0 1 2
-    python benchmarks/reward_credit.py --predictor logistic --rounds 1500 --policy half
+    dvrl bench benchmarks/specs/reward_credit.toml --out benchmarks/results/reward_credit \
+        --workers 1 --threads 1
+
+This module registers the ``reward-credit`` method (:mod:`dvrl_env.bench.hooks`) the
+spec's cells run, and is the spec's ``report`` (``reward_credit.md``).
 
 The agent-quality target for ``reinforce`` on Adult asks RL to rank corrupted labels
 better than the marginal information it starts from. This measures how much the
@@ -32,9 +35,6 @@ takes about 3 s here (one thread); with ``--predictor logistic`` about 0.07 s.
 
 from __future__ import annotations
 
-import argparse
-import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -44,13 +44,10 @@ from sklearn.model_selection import KFold
 
 import dvrl_env  # noqa: F401  (registers the ids)
 from agents.base import given_label_marginal
+from dvrl_env.bench.hooks import register_method
+from dvrl_env.bench.tables import group, markdown_table, parsed, write_report
 from dvrl_env.envs.vector import make_vector_env
 from dvrl_env.evaluation import detection_auroc
-
-try:
-    from benchmarks.agent_quality import append_row, set_threads, write_table
-except ModuleNotFoundError:  # run as a file
-    from agent_quality import append_row, set_threads, write_table
 
 COMBINATION_WEIGHTS = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0)
 
@@ -112,80 +109,53 @@ def ceiling(marginal_logit: np.ndarray, credit: np.ndarray,
                for c in COMBINATION_WEIGHTS)
 
 
-def run_one(env_id: str, seed: int, args: argparse.Namespace) -> dict:
-    start = time.perf_counter()
-    env = gym.make(env_id, noise_rate=args.noise_rate, data_seed=seed,
-                   predictor=args.predictor, metric=args.metric)
+def reward_credit(env: gym.Env, *, seed: int, policy: str = "marginal", rounds: int = 150,
+                  num_samples: int = 8) -> tuple[np.ndarray, dict]:
+    """The method: each point's credit under the fixed ``policy`` (``marginal`` or
+    ``half``); info: the marginal, pooled and ceiling AUROCs and the fits used."""
+    if policy not in ("marginal", "half"):
+        raise ValueError(f"policy must be 'marginal' or 'half', got {policy!r}.")
     observations = env.unwrapped.all_observations()
     mask = env.unwrapped.dataset.noisy_mask
     p_given = given_label_probability(observations)
-    policy = p_given if args.policy == "marginal" else np.full_like(p_given, 0.5)
-    credit, fits = point_credit(env, policy, rounds=args.rounds,
-                                num_samples=args.num_samples, seed=seed)
+    fixed = p_given if policy == "marginal" else np.full_like(p_given, 0.5)
+    credit, fits = point_credit(env, fixed, rounds=rounds, num_samples=num_samples, seed=seed)
     pooled = pooled_credit(credit, observations, seed)
     marginal_logit = np.log(p_given / (1.0 - p_given))
     best = max(ceiling(marginal_logit, credit, mask), ceiling(marginal_logit, pooled, mask))
-    return {
-        "env": env_id, "seed": seed, "predictor": args.predictor, "metric": args.metric,
-        "policy": args.policy, "rounds": args.rounds, "num_samples": args.num_samples,
-        "fits": fits,
-        "marginal": detection_auroc(marginal_logit, mask),
-        "credit": detection_auroc(credit, mask), "pooled": detection_auroc(pooled, mask),
-        "ceiling": best[0], "ceiling_c": best[1], "seconds": time.perf_counter() - start,
-    }
+    return credit, {"fits": fits, "marginal": detection_auroc(marginal_logit, mask),
+                    "pooled": detection_auroc(pooled, mask), "ceiling": best[0],
+                    "ceiling_c": best[1]}
 
 
-SETTINGS = ("env", "predictor", "metric", "policy", "rounds", "num_samples")
+register_method("reward-credit", reward_credit)
 
 
-def summarise(rows: list[dict]) -> str:
-    lines = ["| env | predictor | metric | policy | rounds x K | fits | seeds | marginal "
-             "| credit | pooled | ceiling (c) | s / seed |", "|---" * 12 + "|"]
-    keys = list(dict.fromkeys(tuple(str(r[k]) for k in SETTINGS) for r in rows))
-    for key in keys:
-        group = [r for r in rows if tuple(str(r[k]) for k in SETTINGS) == key]
-        per_seed = {name: " / ".join(f"{float(r[name]):.3f}" for r in group)
-                    for name in ("marginal", "credit", "pooled", "ceiling")}
-        cs = " / ".join(f"{float(r['ceiling_c']):g}" for r in group)
-        secs = np.mean([float(r["seconds"]) for r in group])
-        env_id, predictor, metric, policy, rounds, k = key
-        lines.append(f"| {env_id} | {predictor} | {metric} | {policy} | {rounds} x {k} | "
-                     f"{group[0]['fits']} | "
-                     f"{' '.join(str(r['seed']) for r in group)} | {per_seed['marginal']} | "
-                     f"{per_seed['credit']} | {per_seed['pooled']} | {per_seed['ceiling']} "
-                     f"({cs}) | {secs:.0f} |")
-    return "\n".join(lines)
+def table(rows: list[dict]) -> str:
+    body = []
+    for (task, _label), runs in group(rows, ["task", "agent"]).items():
+        per_seed = {name: " / ".join(f"{r[name]:.3f}" for r in runs)
+                    for name in ("marginal", "auroc", "pooled", "ceiling")}
+        cs = " / ".join(f"{r['ceiling_c']:g}" for r in runs)
+        opts = runs[0]["options"]
+        body.append([task, runs[0]["env_options"].get("predictor", "mlp"),
+                     runs[0]["env_options"].get("metric", "accuracy"), opts["policy"],
+                     f"{opts['rounds']} x {opts['num_samples']}", int(runs[0]["fits"]),
+                     " ".join(str(r["seed"]) for r in runs), per_seed["marginal"],
+                     per_seed["auroc"], per_seed["pooled"],
+                     f"{per_seed['ceiling']} ({cs})",
+                     f"{np.mean([r['seconds'] for r in runs]):.0f}"])
+    return markdown_table(["task", "predictor", "metric", "policy", "rounds x K", "fits",
+                           "seeds", "marginal", "credit", "pooled", "ceiling (c)",
+                           "s / seed"], body)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--env", default="DataValuation-Adult-v0")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--noise-rate", type=float, default=0.2)
-    parser.add_argument("--predictor", default="mlp", choices=["mlp", "logistic"])
-    parser.add_argument("--metric", default="accuracy")
-    parser.add_argument("--policy", default="marginal", choices=["marginal", "half"])
-    parser.add_argument("--rounds", type=int, default=150)
-    parser.add_argument("--num-samples", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--csv", default="benchmarks/results/reward_credit.csv")
-    parser.add_argument("--summarise", action="store_true",
-                        help="run nothing: print (and write as .md) the table of --csv")
-    args = parser.parse_args(argv)
-    out = Path(args.csv)
-    if not args.summarise:
-        set_threads(args.threads)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        for seed in args.seeds:
-            row = run_one(args.env, seed, args)
-            append_row(out, row)
-            print(f"seed {seed}: marginal {row['marginal']:.3f} credit {row['credit']:.3f} "
-                  f"pooled {row['pooled']:.3f} ceiling {row['ceiling']:.3f} "
-                  f"(c={row['ceiling_c']:g}) {row['seconds']:.0f} s", flush=True)
-    write_table(out, summarise)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def report(store_rows: list[dict], out: Path) -> list[Path]:
+    md = write_report(Path(out) / "reward_credit.md", "What the rewards say beyond the "
+                      "marginal information", [
+        f"From `{out}/results.csv`; per seed. marginal: the marginal information alone; "
+        "credit: the credit alone (0.5: the rewards say nothing); pooled: the credit "
+        "smoothed over features; ceiling: the best of z(marginal logit) + c z(credit) "
+        "over c, chosen with the noise mask (an optimistic bound).",
+        table(parsed(store_rows))])
+    return [md]

@@ -360,7 +360,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     try:
         run_bench(args.spec, args.out, workers=args.workers, ray=args.ray, resume=args.resume,
-                  max_cells=args.max_cells)
+                  max_cells=args.max_cells, threads=args.threads)
     except (SpecError, BenchError) as err:
         raise UserError(str(err)) from None
     return 0
@@ -435,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--workers", type=int, metavar="N",
                        help="local worker processes (default: the cores), each pinned to its "
                             "share of threads")
+    bench.add_argument("--threads", type=int, metavar="N",
+                       help="torch and BLAS threads per cell (default: the cores / --workers); "
+                            "an RL agent's result depends on it, so keep it when comparing")
     bench.add_argument("--ray", metavar="auto|ADDRESS",
                        help="run the cells as Ray tasks: auto (a cluster started here with "
                             "`ray start --head`, else a local one) or a cluster's address")

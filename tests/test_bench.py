@@ -4,6 +4,7 @@ rows, resume after a stop, a failing cell, and agents registered by the spec's i
 from __future__ import annotations
 
 import csv
+import json
 import os
 import sys
 import textwrap
@@ -17,7 +18,7 @@ from dvrl_env.bench.cells import expand
 from dvrl_env.bench.harness import BOARD, FIGURE, SPEC_COPY, TABLE, BenchError
 from dvrl_env.bench.spec import SpecError, load_spec, parse_spec
 from dvrl_env.bench.stats import mean_ci
-from dvrl_env.bench.store import VOLATILE
+from dvrl_env.bench.store import COLUMNS, VOLATILE, extra, read_table
 
 TINY_OPTIONS = ('{ predictor = "logistic", n_train = 60, n_valid = 40, n_test = 40, '
                 'batch_size = 20, predictor_epochs = 1 }')
@@ -247,3 +248,74 @@ def test_ray_gives_the_local_backends_rows(tmp_path, reference, ray_local):
     rows = run_bench(write_spec(tmp_path, TINY), tmp_path / "out", ray="auto", log=quiet)
     assert len(rows) == 4 and all(r["error"] == "" for r in rows)
     assert rows_of(tmp_path / "out") == rows_of(reference)[:4]  # same keys, same numbers
+
+
+def test_a_lost_ray_worker_is_retried_and_its_cell_completes(tmp_path, ray_local):
+    marker = tmp_path / "died"
+    text = TINY.replace('name = "tiny"', 'name = "tiny"\nimports = ["tests.bench_plugins"]')
+    text = text.replace('name = "reinforce"\noptions = { num_samples = 2 }',
+                        f'name = "dies-once"\noptions = {{ marker = "{marker}" }}\nupdates = 1')
+    text = text.replace("seeds = [0, 1]", "seeds = [0]")
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", ray="auto", log=quiet)
+    assert marker.read_text() == "died once\n"  # the first attempt's process died
+    assert [(r["agent"], r["error"]) for r in rows] == [("dies-once", ""), ("random", "")]
+    assert float(rows[0]["auroc"]) > 0
+
+
+# ---- hooks: methods, probes, reports ---------------------------------------------------
+PLUGGED = TINY.replace('name = "tiny"', 'name = "tiny"\nimports = ["tests.bench_plugins"]')
+
+
+def test_a_method_cell_is_scored_like_an_agents(tmp_path):
+    text = PLUGGED.replace('name = "reinforce"\noptions = { num_samples = 2 }',
+                           'name = "random"\nlabel = "r0"\nupdates = 0')
+    text += '\n[[methods]]\nname = "random-method"\noptions = { shift = 5.0 }\n'
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    method = rows[-1]
+    agent = next(r for r in rows if r["agent"] == "r0" and r["seed"] == method["seed"])
+    assert (method["agent"], method["kind"], method["error"]) == ("random-method", "method", "")
+    assert agent["kind"] == "agent" and agent["auroc"] != ""
+    for column in ("auroc", "f1", "auprc", "remove_high", "remove_low", "robust_acc"):
+        assert method[column] == agent[column], column  # same ranks, same scores
+    assert method["gap"] == agent["gap"]  # a shift leaves clean minus corrupted alone
+    assert (method["fits"], method["updates"], method["curve"]) == (7, 0, "")
+    assert json.loads(method["extra"]) == {"note": "from a method"}
+
+
+def test_a_probe_is_measured_before_learning_and_recorded(tmp_path):
+    text = PLUGGED + '\n[probe]\nname = "env-state"\noptions = { scale = 3 }\n'
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    reinforce = [json.loads(r["extra"]) for r in rows if r["agent"] == "reinforce"]
+    assert reinforce == [{"fits_before": 0, "num_samples_x": 6}] * 2
+    assert all(int(r["fits"]) >= 4 for r in rows if r["agent"] == "reinforce")
+    # the probe is a setting: it changes the cell's key, and an unknown one is refused
+    plain = {c.key for c in expand(load_spec(write_spec(tmp_path, PLUGGED, "plain.toml")))}
+    assert not plain & {r["key"] for r in rows}
+    assert "'nope' is not a registered probe" in spec_error(
+        tmp_path, PLUGGED + '\n[probe]\nname = "nope"\n')
+
+
+def test_a_tasks_noise_rate_and_curve_by_updates(tmp_path):
+    text = TINY.replace("[budget]\nfits = 4", "[budget]\nupdates = 10").replace(
+        'env = "DataValuation-Digits-v0"', 'env = "DataValuation-Digits-v0"\nnoise_rate = 0.3')
+    text = text.replace("seeds = [0, 1]", "seeds = [0]")
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    assert [float(r["noise_rate"]) for r in rows] == [0.3, 0.3]
+    curve = json.loads(rows[0]["curve"])
+    assert [p["step"] for p in curve] == list(range(11))  # no fit budget: every update/10
+
+
+def test_a_table_of_the_columns_before_the_hooks_is_read(tmp_path):
+    old = [c for c in COLUMNS if c not in ("kind", "auprc", "extra")]
+    (tmp_path / "results.csv").write_text(",".join(old) + "\n" + ",".join(
+        "k1" if c == "key" else "0.5" if c == "auroc" else "" for c in old) + "\n")
+    rows = read_table(tmp_path / "results.csv")
+    assert rows[0]["key"] == "k1" and rows[0]["auroc"] == "0.5" and rows[0]["extra"] == ""
+    assert extra(rows[0]) == {}
+
+
+def test_a_specs_report_module_writes_from_the_store(tmp_path):
+    text = TINY.replace('name = "tiny"', 'name = "tiny"\nreport = "tests.bench_report"')
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    written = (tmp_path / "out" / "report.txt").read_text()
+    assert written == f"{len(rows)} rows\n"

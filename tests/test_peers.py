@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks.peers import compare, exchange, table, venvs
+from benchmarks.peers import exchange, table, venvs
 
 
 def _arrays(rng):
@@ -40,36 +40,11 @@ def test_task_and_values_round_trip_without_pickle(tmp_path):
                             method="m", num_classes=3, seed=0)
 
 
-def test_mean_ci_is_the_student_t_interval():
-    mean, half, n = table.mean_ci([1.0, 2.0, 3.0, 4.0, 5.0])
-    # t(0.975, 4) = 2.7764451, s = sqrt(2.5), half = t * s / sqrt(5)
-    assert (mean, n) == (3.0, 5) and half == pytest.approx(2.7764451 * np.sqrt(0.5), rel=1e-6)
-    assert table.mean_ci(["0.5", "", None, "nan", 0.5])[:3] == (0.5, 0.0, 2)  # CSV cells
-    assert np.isnan(table.mean_ci([0.7])[1]) and table.mean_ci([])[2] == 0
-    assert table.fmt(0.91234, 0.0131) == "0.912 ± 0.013"
-    assert table.fmt(0.5, float("nan")) == "0.500 ± n/a" and table.fmt(float("nan"), 1) == "n/a"
-
-
 def _row(method, seed, status="ok", auroc=0.9, settings='{"k": 5}', **extra):
     return {"dataset": "adult", "noise_rate": "0.2", "seed": str(seed), "method": method,
             "library": "lib", "version": "1.0", "settings": settings, "status": status,
             "auroc": auroc, "f1": 0.6, "robust_acc": 0.8, "unweighted_acc": 0.79,
             "clean_acc": 0.82, "seconds": 1.5, "own_flags_f1": "", **extra}
-
-
-def test_resume_keeps_finished_runs_and_retries_failed_ones(tmp_path):
-    path = tmp_path / "peers.csv"
-    table.append(path, _row("a", 0, status="failed: boom", auroc=""))
-    table.append(path, _row("a", 0))  # the retry worked
-    table.append(path, _row("b", 0, status="failed: boom", auroc=""))
-    table.append(path, _row("a", 1, settings='{"k": 9}'))
-    rows = table.read(path)
-    assert len(rows) == 4 and rows[0].keys() == set(table.FIELDS)
-    done = table.done(rows)
-    assert ("adult", "0.2", 0, "a", '{"k": 5}') in done
-    assert ("adult", "0.2", 0, "b", '{"k": 5}') not in done  # failed: tried again
-    assert ("adult", "0.2", 1, "a", '{"k": 5}') not in done  # other settings: a new run
-    assert table.key({**rows[0], "noise_rate": 0.2, "seed": 0}) == table.key(rows[0])
 
 
 def test_markdown_shows_failures_as_such_and_never_a_number():
@@ -103,15 +78,21 @@ def test_failed_venv_is_reported_not_run():
     status = venvs.VenvStatus("opendataval", ok=False, reason="ERROR: no torch")
     with pytest.raises(venvs.PeerError, match="not installable: ERROR: no torch"):
         venvs.run_worker(status, None, None, 1)
-    row = compare.run_one("opendataval-dvrl", None, 0, {}, status, 1)
-    assert row["status"] == "not installable: ERROR: no torch" and "auroc" not in row
 
 
-def test_quick_defaults_and_settings_keys():
-    args = compare.parse(["--quick"])
-    assert (args.seeds, args.noise, args.reinforce_updates) == ([0, 1, 2], [0.2], 50)
-    assert args.csv.name == "peers_quick.csv" and args.md.name == "peers_quick.md"
-    full = compare.parse([])
-    assert (full.seeds, full.noise) == ([0, 1, 2, 3, 4], [0.1, 0.2, 0.4])
-    assert json.dumps(compare.settings_for("loo", compare.parse(["--loo-cold"]))) == (
-        '{"loo_warm_start": false}')
+def test_peer_rows_turn_harness_rows_into_the_table_with_errors_as_status():
+    store = [{"task": "adult/noise-0.2", "noise_rate": "0.2", "seed": str(s), "agent": "cl",
+              "kind": "method", "options": "", "error": "", "auroc": str(a), "f1": "0.6",
+              "robust_acc": "0.8", "unweighted_acc": "0.79", "clean_acc": "0.82",
+              "seconds": "1.5", "extra": json.dumps({"library": "cleanlab", "version": "2.9",
+                                                     "own_flags_f1": 0.5})}
+             for s, a in ((0, 0.8), (1, 0.9))]
+    store.append({**store[0], "agent": "odv", "error": "PeerError: not installable: no torch",
+                  "auroc": "", "extra": ""})
+    rows = table.peer_rows(store)
+    assert [(r["dataset"], r["method"], r["status"]) for r in rows] == [
+        ("adult", "cl", "ok"), ("adult", "cl", "ok"),
+        ("adult", "odv", "PeerError: not installable: no torch")]
+    text = table.markdown(rows, ["cl", "odv"], title="T", command="cmd")
+    assert "| cl | 0.850 ± 0.635 | 1.50 |" in text.splitlines()
+    assert "cleanlab 2.9" in text and "PeerError: not installable: no torch (1 of 1 runs)" in text

@@ -1,9 +1,10 @@
-"""Rows of the peer comparison: the CSV (one row per finished run, appended at once,
-so a stopped comparison resumes), intervals, and the markdown table."""
+"""The peer comparison's table, the report of ``benchmarks/specs/peers.toml``: the
+harness's rows (one per cell, in the one store) as one line per (dataset, noise,
+method), mean and 95% interval over seeds; a method that could not run shows its
+error, never a number."""
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 from collections import defaultdict
@@ -11,12 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
+from dvrl_env.atomic import atomic_write_text
 from dvrl_env.bench.stats import fmt, mean_ci
+from dvrl_env.bench.store import extra, number
 
-FIELDS = ["dataset", "noise_rate", "seed", "method", "library", "version", "settings",
-          "status", "auroc", "auprc", "f1", "robust_acc", "unweighted_acc", "clean_acc",
-          "seconds", "seconds_total", "own_flags_f1", "info", "finished_at"]
-
+#: the table's method order
+METHODS = ["cleanlab", "knn-shapley", "data-oob", "loo", "opendataval-dvrl", "marginal",
+           "reinforce-k8"]
 
 def key(row: dict) -> tuple:
     """What makes two rows the same run (a changed setting makes a new run)."""
@@ -24,31 +26,35 @@ def key(row: dict) -> tuple:
             row["settings"])
 
 
-def read(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def latest(rows: list[dict]) -> dict[tuple, dict]:
     """The last row written for each run."""
     return {key(r): r for r in rows}
 
 
-def done(rows: list[dict]) -> set[tuple]:
-    """Runs that finished with numbers (failed ones are tried again)."""
-    return {k for k, r in latest(rows).items() if r["status"] == "ok"}
+def peer_rows(store_rows: list[dict]) -> list[dict]:
+    """The harness's rows as this table's: a failed cell keeps its error as its status."""
+    out = []
+    for row in store_rows:
+        info = extra(row)
+        out.append({"dataset": row["task"].split("/")[0], "noise_rate": row["noise_rate"],
+                    "seed": row["seed"], "method": row["agent"], "settings": row["options"],
+                    "library": info.get("library", "dvrl-env" if row["kind"] != "method"
+                                        else ""),
+                    "version": info.get("version", ""),
+                    "status": row["error"] or "ok",
+                    **{c: number(row.get(c)) for c in ("auroc", "f1", "robust_acc",
+                                                       "unweighted_acc", "clean_acc",
+                                                       "seconds")},
+                    "own_flags_f1": info.get("own_flags_f1", "")})
+    return out
 
 
-def append(path: Path, row: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    new = not path.exists() or path.stat().st_size == 0
-    with open(path, "a", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=FIELDS)
-        if new:
-            writer.writeheader()
-        writer.writerow({k: _plain(row.get(k, "")) for k in FIELDS})
+def report(store_rows: list[dict], out: Path) -> list[Path]:
+    """``peers.md`` beside the store: the spec's ``report``."""
+    out = Path(out)
+    text = markdown(peer_rows(store_rows), METHODS, title=f"Peer comparison ({out.name})",
+                    command=f"dvrl bench {out}/spec.toml --out {out} --resume")
+    return [atomic_write_text(out / "peers.md", text)]
 
 
 def _seconds(secs: float) -> str:

@@ -7,10 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
-try:
-    from benchmarks.studies.common import group
-except ModuleNotFoundError:  # run as a file
-    from common import group
+from dvrl_env.atomic import atomic_write
+from dvrl_env.bench.tables import group
 
 
 def _pyplot():
@@ -35,10 +33,12 @@ def plot_curves(rows: list[dict], line_keys: list[str], facet_key: str, path: Pa
         ax.axis("off")
     for ax, facet in zip(axes.flat, facets, strict=False):
         for label, runs in group([r for r in rows if (r[facet_key],) == facet], line_keys).items():
-            curves = [json.loads(r["curve"]) for r in runs]
-            steps = curves[0]["step"]
-            ys = np.array([[np.nan if v is None else v for v in c[metric]] for c in curves
-                           if len(c[metric]) == len(steps)], dtype=float)
+            curves = [json.loads(r["curve"]) for r in runs if r["curve"]]
+            if not curves:
+                continue
+            steps = [p["step"] for p in curves[0]]
+            ys = np.array([[np.nan if p[metric] in ("", None) else p[metric] for p in c]
+                           for c in curves if len(c) == len(steps)], dtype=float)
             if len(steps) < 2 or ys.size == 0:
                 continue
             line, = ax.plot(steps, np.nanmean(ys, axis=0), label=" ".join(map(str, label)))
@@ -49,8 +49,7 @@ def plot_curves(rows: list[dict], line_keys: list[str], facet_key: str, path: Pa
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_lines(series: dict[str, tuple[list, list, list]], path: Path, *, title: str,
@@ -67,8 +66,7 @@ def plot_lines(series: dict[str, tuple[list, list, list]], path: Path, *, title:
         ax.set_yscale("log")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def plot_bars(panels: dict[str, dict[str, tuple[list, list, list]]], path: Path, *,
@@ -95,5 +93,9 @@ def plot_bars(panels: dict[str, dict[str, tuple[list, list, list]]], path: Path,
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, path)
+
+
+def _save(fig, path: Path) -> None:
+    atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    _pyplot().close(fig)

@@ -30,12 +30,13 @@ def threads_per_cell(workers: int) -> int:
     return max(1, cores() // workers)
 
 
-def run_local(cells: list[Cell], workers: int, on_row: OnRow) -> None:
-    """``workers`` processes (spawned: a clean torch in each), each pinned to its share
-    of threads; one worker runs the cells in this process."""
+def run_local(cells: list[Cell], workers: int, on_row: OnRow,
+              threads: int | None = None) -> None:
+    """``workers`` processes (spawned: a clean torch in each), each pinned to ``threads``
+    (default: its share of the cores); one worker runs the cells in this process."""
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}.")
-    threads = threads_per_cell(workers)
+    threads = threads or threads_per_cell(workers)
     if workers == 1:
         for cell in cells:
             on_row(run_cell(cell, threads))

@@ -27,13 +27,21 @@ class Cell:
     updates: int | None  # the cap on updates
     metrics: tuple[str, ...]
     imports: tuple[str, ...]
+    kind: str = "agent"  # or "method" (hooks.method: no learning, no budget)
+    probe: str | None = None
+    probe_options: dict = dataclasses.field(default_factory=dict)
 
     @property
     def key(self) -> str:
         """12 hex digits of the settings' SHA-256 (the label and task name excluded: they
-        are names, not settings)."""
+        are names, not settings). The hooks enter only when used, so an agent cell keeps
+        the key it had before they existed."""
         settings = [self.env, self.env_options, self.agent_name, self.agent_options, self.seed,
                     self.noise_rate, self.fits, self.updates, list(self.metrics)]
+        if self.kind != "agent":
+            settings.append({"kind": self.kind})
+        if self.probe is not None:
+            settings.append({"probe": self.probe, "probe_options": self.probe_options})
         return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
 
     @property
@@ -52,10 +60,15 @@ def expand(spec: Spec) -> list[Cell]:
             # an agent's own updates cap it (the oracle fits no predictor, so only its
             # updates stop it); the fit budget applies to every agent alike
             updates = entry.updates if entry.updates is not None else spec.updates
+            method = entry.kind == "method"
+            noise = task.noise_rate if task.noise_rate is not None else spec.noise_rate
             for seed in spec.seeds:
                 cells.append(Cell(task.name, task.env, dict(task.options), entry.label,
-                                  entry.name, dict(entry.options), int(seed), spec.noise_rate,
-                                  spec.fits, updates, spec.metrics, spec.imports))
+                                  entry.name, dict(entry.options), int(seed), noise,
+                                  None if method else spec.fits, None if method else updates,
+                                  spec.metrics, spec.imports, entry.kind,
+                                  None if method else spec.probe,
+                                  {} if method else dict(spec.probe_options)))
     keys = [c.key for c in cells]
     if len(set(keys)) != len(keys):
         raise ValueError("Two cells of the grid have the same settings (two agents or tasks "

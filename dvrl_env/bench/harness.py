@@ -3,6 +3,7 @@ the table, the leaderboard, the figure and a copy of the spec under ``out``."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -24,9 +25,12 @@ class BenchError(ValueError):
 
 def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = None,
               ray: str | None = None, resume: bool = False, max_cells: int | None = None,
-              log: Callable[[str], None] | None = None) -> list[dict]:
+              threads: int | None = None, log: Callable[[str], None] | None = None
+              ) -> list[dict]:
     """Run every cell of the spec not yet in ``out``'s table (``resume``), at most
-    ``max_cells`` of them; returns the grid's rows."""
+    ``max_cells`` of them, each with ``threads`` threads (default: its share of the
+    cores; results of RL agents depend on it, so compare runs with the same); returns
+    the grid's rows."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     spec = load_spec(spec_path)
     out = Path(out)
@@ -41,6 +45,11 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
     if workers is not None and ray:
         raise BenchError("--workers is for the local backend; with --ray, the spec's "
                          "[resources] cpus_per_cell decides how many cells run at once.")
+    if threads is not None and threads < 1:
+        raise BenchError(f"--threads must be >= 1, got {threads}.")
+    if threads is not None and ray:
+        raise BenchError("--threads is for the local backend; with --ray, the spec's "
+                         "[resources] cpus_per_cell sets each cell's threads.")
     if max_cells is not None and max_cells < 0:
         raise BenchError(f"--max-cells must be >= 0, got {max_cells}.")
     cells = expand(spec)
@@ -67,11 +76,14 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
             backends.run_ray(todo, ray, on_row, cpus_per_cell=spec.cpus_per_cell,
                              gpus_per_cell=spec.gpus_per_cell)
         else:
-            backends.run_local(todo, workers or backends.cores(), on_row)
+            backends.run_local(todo, workers or backends.cores(), on_row, threads)
     store.write()
     rows = store.grid_rows()
     atomic_write_text(out / BOARD, leaderboard(rows, f"Leaderboard: {spec.name}"))
     plot_curves(rows, out / FIGURE)
+    if spec.report is not None:
+        written = importlib.import_module(spec.report).report(rows, out)
+        log(f"{spec.report} wrote " + ", ".join(str(p) for p in written))
     missing = len(cells) - len(store.done() & {c.key for c in cells})
     log(f"wrote {table}, {out / BOARD}" + (f"; {missing} cell(s) missing or failed (--resume "
                                            "runs them)" if missing else ""))

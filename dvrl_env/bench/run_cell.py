@@ -37,14 +37,16 @@ _LIMITS: list = []
 
 class Budget:
     """The ``learn`` callback: stops at the fit budget, records AUROC at evenly spaced
-    fit counts, and refuses an agent that a fit budget alone can never stop."""
+    fit counts (at evenly spaced updates when there is no fit budget), and refuses an
+    agent that a fit budget alone can never stop."""
 
     def __init__(self, cell: Cell, mask: np.ndarray, initial: float):
         self.fits, self.cell, self.mask = cell.fits, cell, mask
         self.curve: list[dict] = [{"step": 0, "fits": 0, "auroc": _round(initial)}]
-        every = (cell.fits or 0) / CURVE_POINTS
-        self.next_point = every
-        self.every = every
+        # the curve's axis: fits with a fit budget, else updates
+        self.by_fits = cell.fits is not None
+        self.every = (cell.fits if self.by_fits else cell.updates or 0) / CURVE_POINTS
+        self.next_point = self.every
 
     def __call__(self, agent, step: int, logs: dict) -> bool:
         from dvrl_env.evaluation import detection_auroc
@@ -54,10 +56,11 @@ class Budget:
             raise ValueError(f"agent {self.cell.agent!r} used no predictor fits in update "
                              f"{step}, so budget.fits can never stop it; give it its own "
                              "`updates = N` in the spec.")
-        if self.every and used >= self.next_point:
+        where = used if self.by_fits else step
+        if self.every and where >= self.next_point:
             self.curve.append({"step": step, "fits": used,
                                "auroc": _round(detection_auroc(agent.data_values(), self.mask))})
-            while self.next_point <= used:
+            while self.next_point <= where:
                 self.next_point += self.every
         return self.fits is None or used < self.fits
 
@@ -86,9 +89,60 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict:
 def _measure(cell: Cell) -> dict:
     import gymnasium as gym
 
-    import agents
     import dvrl_env  # noqa: F401  (registers the ids)
+    from dvrl_env.bench import hooks
     from dvrl_env.bench.spec import import_modules
+
+    import_modules(cell.imports)
+    env = gym.make(cell.env, noise_rate=cell.noise_rate, data_seed=cell.seed,
+                   **cell.env_options)
+    extra: dict = {}
+    if cell.probe is not None:
+        extra.update(hooks.probe(cell.probe)(env, cell, **cell.probe_options))
+    if cell.kind == "method":
+        values, info = hooks.method(cell.agent_name)(env, seed=cell.seed, **cell.agent_options)
+        info = dict(info)
+        out: dict = {"fits": int(info.pop("fits", 0)), "updates": 0}
+        extra.update(info)
+        curve: list[dict] = []
+    else:
+        values, out, curve = _learn(cell, env)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    dataset = env.unwrapped.dataset
+    if values.shape != (dataset.n_train,) or not np.isfinite(values).all():
+        raise ValueError(f"{cell.agent} gave {values.shape[0]} values, not all finite or "
+                         "not one per training point; it must give one finite value per "
+                         f"training point ({dataset.n_train}).")
+    out.update(score(dataset, values, cell.metrics, extra))
+    out["kind"] = cell.kind
+    out["curve"] = json.dumps(curve, separators=(",", ":")) if curve else ""
+    out["extra"] = json.dumps(extra, sort_keys=True, separators=(",", ":")) if extra else ""
+    return out
+
+
+def _learn(cell: Cell, env) -> tuple[np.ndarray, dict, list[dict]]:
+    """Make the agent, learn to the budget: its values, fits, updates and curve."""
+    import agents
+    from dvrl_env.evaluation import detection_auroc
+
+    agent = agents.make(cell.agent_name, env, seed=cell.seed, **cell.agent_options)
+    mask = env.unwrapped.dataset.noisy_mask
+    budget = Budget(cell, mask, detection_auroc(agent.data_values(), mask))
+    agent.learn(NO_CAP if cell.updates is None else cell.updates, progress_bar=False,
+                callback=budget)
+    values = agent.data_values()
+    out = {"fits": agent.fits_used, "updates": agent.steps_done}
+    last = budget.curve[-1]
+    if (out["fits"] and last["fits"] != out["fits"]) or \
+            (not budget.by_fits and last["step"] != out["updates"]):
+        budget.curve.append({"step": agent.steps_done, "fits": out["fits"],
+                             "auroc": _round(detection_auroc(values, mask))})
+    return values, out, budget.curve
+
+
+def score(dataset, values: np.ndarray, metrics: tuple[str, ...], notes: dict) -> dict:
+    """The cell's measures of ``values`` (``notes`` gets why a measure could not be
+    taken: a robust fit needs some positive weight)."""
     from dvrl_env.evaluation import (
         detection_auroc,
         detection_scores,
@@ -97,34 +151,25 @@ def _measure(cell: Cell) -> dict:
         value_gap,
     )
 
-    import_modules(cell.imports)
-    env = gym.make(cell.env, noise_rate=cell.noise_rate, data_seed=cell.seed,
-                   **cell.env_options)
-    agent = agents.make(cell.agent_name, env, seed=cell.seed, **cell.agent_options)
-    dataset = env.unwrapped.dataset
     mask = dataset.noisy_mask
-    budget = Budget(cell, mask, detection_auroc(agent.data_values(), mask))
-    agent.learn(NO_CAP if cell.updates is None else cell.updates, progress_bar=False,
-                callback=budget)
-    values = agent.data_values()
-    out: dict = {"fits": agent.fits_used, "updates": agent.steps_done,
-                 "auroc": _round(detection_auroc(values, mask))}
-    if out["fits"] and budget.curve[-1]["fits"] != out["fits"]:
-        budget.curve.append({"step": agent.steps_done, "fits": out["fits"],
-                             "auroc": out["auroc"]})
-    if "f1" in cell.metrics:
-        out["f1"] = _round(detection_scores(dataset, values).f1)
-    if "gap" in cell.metrics:
+    out: dict = {"auroc": _round(detection_auroc(values, mask))}
+    if "f1" in metrics:
+        detection = detection_scores(dataset, values)
+        out.update(f1=_round(detection.f1), auprc=_round(detection.auprc))
+    if "gap" in metrics:
         out["gap"] = _round(value_gap(values, mask))
-    if "remove_high_low" in cell.metrics:
+    if "remove_high_low" in metrics:
         removal = remove_high_low(dataset, values, fractions=np.array(REMOVE_FRACTIONS))
         out["remove_high"] = _round(float(np.mean(removal.remove_high)))
         out["remove_low"] = _round(float(np.mean(removal.remove_low)))
-    if "robust" in cell.metrics:
-        robust = robust_learning(dataset, values)
-        out.update(robust_acc=_round(robust.weighted), unweighted_acc=_round(robust.unweighted),
-                   clean_acc=_round(robust.clean))
-    out["curve"] = json.dumps(budget.curve, separators=(",", ":"))
+    if "robust" in metrics:
+        try:
+            robust = robust_learning(dataset, values)
+        except ValueError as err:  # e.g. no value > 0: no positive weight to fit with
+            notes["robust_note"] = str(err)
+        else:
+            out.update(robust_acc=_round(robust.weighted),
+                       unweighted_acc=_round(robust.unweighted), clean_acc=_round(robust.clean))
     return out
 
 

@@ -24,6 +24,18 @@ nothing in it is executed) and checked before any cell runs.
     options = { num_samples = 8 }
     # updates = 1000                    # this agent's cap (agents that use no fits)
     # tasks = ["digits"]                # only these tasks (default: all)
+
+    [[methods]]                         # valued without learning (dvrl_env.bench.hooks)
+    name = "cleanlab"                   # registered by a module in imports
+    options = { folds = 5 }
+
+    [probe]                             # measured on each agent cell's env before learning
+    name = "gradient_variance"
+    options = { draws = 64 }
+
+A task may set its own ``noise_rate``. ``report = "module"`` names a module (imported
+like ``imports``) whose ``report(rows, out)`` writes a study's own tables and figures
+from the store's rows after every run.
 """
 
 from __future__ import annotations
@@ -37,7 +49,7 @@ from typing import Any
 #: metrics a spec may ask for; detection AUROC is always recorded
 METRICS = ("auroc", "f1", "gap", "remove_high_low", "robust")
 TOP_KEYS = {"name", "seeds", "noise_rate", "imports", "metrics", "budget", "tasks", "agents",
-            "resources"}
+            "methods", "probe", "report", "resources"}
 
 
 class SpecError(ValueError):
@@ -49,6 +61,7 @@ class Task:
     name: str
     env: str
     options: dict
+    noise_rate: float | None = None  # None: the spec's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,6 +71,7 @@ class AgentEntry:
     options: dict
     updates: int | None = None
     tasks: tuple[str, ...] | None = None
+    kind: str = "agent"  # or "method": a registered hooks.method, no learning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +87,9 @@ class Spec:
     agents: tuple[AgentEntry, ...]
     cpus_per_cell: float = 1.0
     gpus_per_cell: float = 0.25
+    probe: str | None = None
+    probe_options: dict = dataclasses.field(default_factory=dict)
+    report: str | None = None
 
 
 def load_spec(path: str | Path) -> Spec:
@@ -111,16 +128,31 @@ def parse_spec(data: dict, where: str = "spec") -> Spec:
     noise = data.get("noise_rate", 0.2)
     if not isinstance(noise, (int, float)) or isinstance(noise, bool) or not 0 <= noise < 1:
         raise SpecError(f"{where}: noise_rate must be a number in [0, 1), got {noise!r}.")
-    fits, updates = _budget(data.get("budget"), where)
+    learners = data.get("agents", [])
+    fits, updates = _budget(data.get("budget"), where) if learners or "budget" in data \
+        else (None, None)
     metrics = tuple(_list_of(data.get("metrics", list(METRICS)), str, "metrics", where))
     bad = sorted(set(metrics) - set(METRICS))
     if bad:
         raise SpecError(f"{where}: unknown metric(s) {bad}; choose from {list(METRICS)}.")
     tasks = tuple(_task(t, i, where) for i, t in enumerate(_tables(data, "tasks", where)))
     _distinct([t.name for t in tasks], "task names", where)
-    agent_entries = tuple(_agent(a, i, where, {t.name for t in tasks}, fits, updates)
-                          for i, a in enumerate(_tables(data, "agents", where)))
-    _distinct([a.label for a in agent_entries], "agent labels", where)
+    if not learners and not data.get("methods"):
+        raise SpecError(f"{where}: at least one [[agents]] (or [[methods]]) table is required.")
+    names = {t.name for t in tasks}
+    agent_entries = tuple(_agent(a, i, where, names, fits, updates)
+                          for i, a in enumerate(_tables(data, "agents", where) if learners
+                                                else []))
+    agent_entries += tuple(_method(m, i, where, names)
+                           for i, m in enumerate(_tables(data, "methods", where)
+                                                 if "methods" in data else []))
+    _distinct([a.label for a in agent_entries], "agent and method labels", where)
+    probe, probe_options = _probe(data.get("probe"), where)
+    report = data.get("report")
+    if report is not None:
+        if not isinstance(report, str):
+            raise SpecError(f"{where}: report must be a module name, got {report!r}.")
+        import_modules((report,), where)
     resources = data.get("resources", {})
     if not isinstance(resources, dict) or set(resources) - {"cpus_per_cell", "gpus_per_cell"}:
         raise SpecError(f"{where}: [resources] takes cpus_per_cell and gpus_per_cell only.")
@@ -133,7 +165,7 @@ def parse_spec(data: dict, where: str = "spec") -> Spec:
         raise SpecError(f"{where}: resources.gpus_per_cell is a fraction of one GPU, at most 1; "
                         f"got {gpus}.")
     return Spec(str(name), seeds, float(noise), fits, updates, metrics, imports, tasks,
-                agent_entries, float(cpus), float(gpus))
+                agent_entries, float(cpus), float(gpus), probe, probe_options, report)
 
 
 def import_modules(modules: tuple[str, ...] | list[str], where: str = "spec") -> None:
@@ -168,7 +200,7 @@ def _task(table: dict, i: int, where: str) -> Task:
 
     import dvrl_env  # noqa: F401  (registers the ids)
 
-    _keys(table, {"name", "env", "options"}, f"tasks[{i}]", where)
+    _keys(table, {"name", "env", "options", "noise_rate"}, f"tasks[{i}]", where)
     env = table.get("env")
     if env not in gym.registry:
         known = sorted(k for k in gym.registry if k.startswith("DataValuation"))
@@ -177,37 +209,83 @@ def _task(table: dict, i: int, where: str) -> Task:
     options = _options(table.get("options", {}), f"tasks[{i}].options", where)
     if "noise_rate" in options or "data_seed" in options:
         raise SpecError(f"{where}: tasks[{i}].options sets noise_rate or data_seed; the grid "
-                        "sets them (noise_rate at the top, data_seed = the cell's seed).")
-    return Task(str(table.get("name", env)), env, options)
+                        "sets them (noise_rate at the top or in the task, data_seed = the "
+                        "cell's seed).")
+    noise = table.get("noise_rate")
+    if noise is not None and (not isinstance(noise, (int, float)) or isinstance(noise, bool)
+                              or not 0 <= noise < 1):
+        raise SpecError(f"{where}: tasks[{i}].noise_rate must be a number in [0, 1), got "
+                        f"{noise!r}.")
+    return Task(str(table.get("name", env)), env, options,
+                None if noise is None else float(noise))
 
 
 def _agent(table: dict, i: int, where: str, task_names: set, fits, updates) -> AgentEntry:
     import agents
 
-    _keys(table, {"name", "label", "options", "updates", "tasks"}, f"agents[{i}]", where)
-    name = table.get("name")
-    if name not in agents.names():
-        raise SpecError(f"{where}: agents[{i}].name {name!r} is not a registered agent; choose "
-                        f"one of {agents.names()} (or agents.register yours in a module listed "
-                        "in imports).")
-    options = _options(table.get("options", {}), f"agents[{i}].options", where)
-    if "seed" in options or "log_dir" in options:
-        raise SpecError(f"{where}: agents[{i}].options sets seed or log_dir; the grid sets "
-                        "them (seed = the cell's seed).")
+    name, options = _entry(table, f"agents[{i}]", {"name", "label", "options", "updates", "tasks"},
+                           agents.names(), ("agent", "agents.register"), ("seed", "log_dir"),
+                           where)
     own = table.get("updates")
     if own is not None and (not isinstance(own, int) or isinstance(own, bool) or own < 0):
         raise SpecError(f"{where}: agents[{i}].updates must be an integer >= 0, got {own!r}.")
     if fits is None and updates is None and own is None:
         raise SpecError(f"{where}: agents[{i}] ({name}) has no budget: give budget.fits, "
                         "budget.updates or its own updates.")
+    return AgentEntry(str(table.get("label", name)), name, options, own,
+                      _only(table, f"agents[{i}]", where, task_names))
+
+
+def _method(table: dict, i: int, where: str, task_names: set) -> AgentEntry:
+    from dvrl_env.bench import hooks
+
+    name, options = _entry(table, f"methods[{i}]", {"name", "label", "options", "tasks"},
+                           hooks.method_names(), ("method", "register_method"), ("seed",), where)
+    return AgentEntry(str(table.get("label", name)), name, options, None,
+                      _only(table, f"methods[{i}]", where, task_names), kind="method")
+
+
+def _entry(table: dict, what: str, allowed: set, known: list[str], kind: tuple[str, str],
+           reserved: tuple[str, ...], where: str) -> tuple[str, dict]:
+    """An agent's or method's registered name and options (the grid's keys refused)."""
+    _keys(table, allowed, what, where)
+    name = table.get("name")
+    if name not in known:
+        raise SpecError(f"{where}: {what}.name {name!r} is not a registered {kind[0]}; choose "
+                        f"one of {known} (or {kind[1]} yours in a module listed in imports).")
+    options = _options(table.get("options", {}), f"{what}.options", where)
+    if set(options) & set(reserved):
+        raise SpecError(f"{where}: {what}.options sets {' or '.join(reserved)}; the grid sets "
+                        "them (seed = the cell's seed).")
+    return name, options
+
+
+def _probe(table: Any, where: str) -> tuple[str | None, dict]:
+    from dvrl_env.bench import hooks
+
+    if table is None:
+        return None, {}
+    if not isinstance(table, dict):
+        raise SpecError(f"{where}: [probe] must be a table with name and options.")
+    _keys(table, {"name", "options"}, "probe", where)
+    name = table.get("name")
+    if name not in hooks.probe_names():
+        raise SpecError(f"{where}: probe.name {name!r} is not a registered probe; choose one "
+                        f"of {hooks.probe_names()} (or register_probe yours in a module listed "
+                        "in imports).")
+    return name, _options(table.get("options", {}), "probe.options", where)
+
+
+def _only(table: dict, what: str, where: str, task_names: set) -> tuple[str, ...] | None:
     only = table.get("tasks")
-    if only is not None:
-        only = tuple(_list_of(only, str, f"agents[{i}].tasks", where))
-        missing = sorted(set(only) - task_names)
-        if missing:
-            raise SpecError(f"{where}: agents[{i}].tasks names {missing}, not among the tasks "
-                            f"{sorted(task_names)}.")
-    return AgentEntry(str(table.get("label", name)), name, options, own, only)
+    if only is None:
+        return None
+    only = tuple(_list_of(only, str, f"{what}.tasks", where))
+    missing = sorted(set(only) - task_names)
+    if missing:
+        raise SpecError(f"{where}: {what}.tasks names {missing}, not among the tasks "
+                        f"{sorted(task_names)}.")
+    return only
 
 
 def _tables(data: dict, key: str, where: str) -> list[dict]:

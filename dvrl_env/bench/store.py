@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from pathlib import Path
 
 from dvrl_env.atomic import atomic_write_text
@@ -16,7 +17,9 @@ from dvrl_env.atomic import atomic_write_text
 COLUMNS = ["key", "task", "env", "env_options", "agent", "agent_name", "options", "seed",
            "noise_rate", "budget_fits", "fits", "updates", "seconds", "auroc", "f1", "gap",
            "remove_high", "remove_low", "robust_acc", "unweighted_acc", "clean_acc", "error",
-           "curve"]
+           "curve", "kind", "auprc", "extra"]
+#: the columns before methods, probes and AUPRC: such a table is read, the new ones empty
+OLD_COLUMNS = COLUMNS[:COLUMNS.index("curve") + 1]
 #: columns that differ between identical runs (wall time)
 VOLATILE = ("seconds",)
 
@@ -58,10 +61,16 @@ def read_table(path: str | Path) -> list[dict]:
         return []
     with open(path, newline="") as f:
         reader = csv.DictReader(f)
-        if reader.fieldnames is not None and list(reader.fieldnames) != COLUMNS:
+        if reader.fieldnames is not None and list(reader.fieldnames) not in (COLUMNS,
+                                                                              OLD_COLUMNS):
             raise ValueError(f"{path} has the columns {reader.fieldnames}, not a dvrl bench "
                              "table's; choose another --out.")
-        return [dict(r) for r in reader]
+        return [{c: r.get(c) or "" for c in COLUMNS} for r in reader]
+
+
+def extra(row: dict) -> dict:
+    """The row's ``extra`` (a probe's measurements, a method's info) as a dict."""
+    return json.loads(row["extra"]) if row.get("extra") else {}
 
 
 def number(cell: str | float | int | None) -> float:
