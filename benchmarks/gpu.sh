@@ -21,7 +21,7 @@ TMP=$(mktemp)
 
   echo; echo "## 2. trainings per second on CUDA (SyncVectorEnv only at K = 8)"
   timeout 150 "$PY" benchmarks/throughput.py --device cuda --predictors mlp --ks 8 64 512 \
-    --sync-max-k 8 --skip-reinforce || echo "throughput: stopped at its time limit (150 s)"
+    --sync-max-k 8 --regime large || echo "throughput: stopped at its time limit (150 s)"
 
   echo; echo "## 3. 50,000 x 512 synthetic points, K slots on one copy of the data"
   timeout 60 "$PY" benchmarks/scale.py --device cuda --slots 8 64 --predictor mlp --epochs 10 \

@@ -315,8 +315,10 @@ class SlotCore:
 
     def observe(self, indices: torch.Tensor) -> dict[str, np.ndarray]:
         """The observation of the batches ``indices`` (any shape ending in B)."""
-        return {k: self.config.tensors[k][indices].cpu().numpy()
-                for k in self.config.observations}
+        flat, tensors = indices.reshape(-1), self.config.tensors
+        # index_select: several times faster than tensors[k][indices]
+        return {k: tensors[k].index_select(0, flat).reshape(*indices.shape, *tensors[k].shape[1:])
+                .cpu().numpy() for k in self.config.observations}
 
     # ---- saving and restoring ----------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -45,12 +45,18 @@ def fit_logistic(
     orders: torch.Tensor,
     batch_size: int,
     lr: float,
+    rows: torch.Tensor | None = None,
 ) -> None:
-    """:func:`~dvrl_env.predictors.fit_weighted` for a ``torch.nn.Linear`` on the CPU."""
+    """:func:`~dvrl_env.predictors.fit_weighted` for a ``torch.nn.Linear`` on the CPU.
+
+    ``rows``: the batch as rows of ``x`` and ``y`` (``weights`` and ``orders`` index it);
+    default: all of them. Saves gathering the batch's features first.
+    """
     order = orders.numpy()
+    visits = order if rows is None else rows.numpy()[order]
     weight, bias = model.weight.detach().numpy(), model.bias.detach().numpy()
     params = np.concatenate([weight, bias[:, None]], axis=1)[None]
-    train_logistic(params, x.numpy(), y.numpy(), order[None], weights.numpy()[order][None],
+    train_logistic(params, x.numpy(), y.numpy(), visits[None], weights.numpy()[order][None],
                    batch_size=batch_size, lr=lr)
     weight[...] = params[0, :, :-1]
     bias[...] = params[0, :, -1]

@@ -28,8 +28,8 @@ class SinglePredictor:
             raise ValueError(f"SinglePredictor holds one predictor, got {len(modules)}.")
         self.module = modules[0]
         self.initial = snapshot(self.module)
-        self._fit = (fit_logistic if closed_form
-                     else partial(fit_weighted, skip_unweighted=skip_unweighted))
+        self.closed_form = closed_form
+        self._fit = partial(fit_weighted, skip_unweighted=skip_unweighted)
 
     def __len__(self) -> int:
         return 1
@@ -44,7 +44,12 @@ class SinglePredictor:
 
     def fit(self, slots: list[int], x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor,
             weights: torch.Tensor, orders: torch.Tensor, *, batch_size: int, lr: float) -> None:
-        if slots:
+        if not slots:
+            return
+        if self.closed_form:  # indexes the rows itself: no gather of the batch first
+            fit_logistic(self.module, x, y, weights[0], orders=orders[0], rows=rows[0],
+                         batch_size=batch_size, lr=lr)
+        else:
             self._fit(self.module, x[rows[0]], y[rows[0]], weights[0], orders=orders[0],
                       batch_size=batch_size, lr=lr)
 

