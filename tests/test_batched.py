@@ -342,25 +342,29 @@ def test_closed_form_trains_k_predictors_on_their_own_rows_as_one_at_a_time(clas
     rng = np.random.default_rng(0)
     x = rng.standard_normal((40, 6)).astype(np.float32)
     labels = rng.integers(0, classes, 40)
-    visits = np.stack([np.stack([rng.permutation(40)[:30] for _ in range(4)])
-                       for _ in range(3)])  # (K=3, epochs=4, N=30)
-    weights = (rng.random(visits.shape) < 0.5).astype(np.float32)
-    weights[1, 2] = 0.0  # an epoch with nothing selected still makes its Adam steps
+    rows = np.stack([rng.permutation(40)[:30] for _ in range(3)])  # (K=3, N=30)
+    weights = (rng.random(rows.shape) < 0.5).astype(np.float32)
+    weights[1] = 0.0  # nothing selected: its Adam steps still run, on zero gradients
+    orders = np.stack([np.stack([rng.permutation(30) for _ in range(4)]) for _ in range(3)])
     start = rng.standard_normal((3, classes, 7)).astype(np.float32)
     together = start.copy()
-    train_logistic(together, x, labels, visits, weights, batch_size=8, lr=0.05)
+    options = {"batch_size": 8, "lr": 0.05}
+    train_logistic(together, x, labels, rows, weights, orders, **options)
     for k in range(3):
         alone = start[k:k + 1].copy()
-        train_logistic(alone, x, labels, visits[k:k + 1], weights[k:k + 1], batch_size=8,
-                       lr=0.05)
+        train_logistic(alone, x, labels, rows[k:k + 1], weights[k:k + 1], orders[k:k + 1],
+                       **options)
         assert np.array_equal(alone[0], together[k])
-        assert not np.allclose(alone[0], start[k])
+    assert np.array_equal(together[1], start[1])  # zero gradients, zero Adam updates
+    assert not np.allclose(together[0], start[0])
     with pytest.raises(ValueError, match="must both be"):
-        train_logistic(start.copy(), x, labels, visits, weights[:2], batch_size=8, lr=0.05)
+        train_logistic(start.copy(), x, labels, rows, weights[:2], orders, **options)
     with pytest.raises(ValueError, match="rows of x"):
-        train_logistic(start.copy(), x, labels, visits + 40, weights, batch_size=8, lr=0.05)
+        train_logistic(start.copy(), x, labels, rows + 40, weights, orders, **options)
+    with pytest.raises(ValueError, match="index the batch"):
+        train_logistic(start.copy(), x, labels, rows, weights, orders + 30, **options)
     with pytest.raises(ValueError, match="take 6 features"):
-        train_logistic(start.copy(), x[:, :5], labels, visits, weights, batch_size=8, lr=0.05)
+        train_logistic(start.copy(), x[:, :5], labels, rows, weights, orders, **options)
 
 
 def test_layered_predictors_train_as_their_vmap():

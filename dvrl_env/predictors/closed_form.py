@@ -52,12 +52,12 @@ def fit_logistic(
     ``rows``: the batch as rows of ``x`` and ``y`` (``weights`` and ``orders`` index it);
     default: all of them. Saves gathering the batch's features first.
     """
-    order = orders.numpy()
-    visits = order if rows is None else rows.numpy()[order]
+    if rows is None:
+        rows = torch.arange(len(weights))
     weight, bias = model.weight.detach().numpy(), model.bias.detach().numpy()
     params = np.concatenate([weight, bias[:, None]], axis=1)[None]
-    train_logistic(params, x.numpy(), y.numpy(), visits[None], weights.numpy()[order][None],
-                   batch_size=batch_size, lr=lr)
+    train_logistic(params, x.numpy(), y.numpy(), rows.numpy()[None], weights.numpy()[None],
+                   orders.numpy()[None], batch_size=batch_size, lr=lr)
     weight[...] = params[0, :, :-1]
     bias[...] = params[0, :, -1]
 
@@ -66,8 +66,9 @@ def train_logistic(
     params: np.ndarray,
     x: np.ndarray,
     labels: np.ndarray,
-    visits: np.ndarray,
-    visit_weights: np.ndarray,
+    rows: np.ndarray,
+    weights: np.ndarray,
+    orders: np.ndarray,
     *,
     batch_size: int,
     lr: float,
@@ -75,37 +76,41 @@ def train_logistic(
     """Train K logistic predictors in place.
 
     ``params`` ``(K, C, d + 1)``: each predictor's weight rows with its bias as the last
-    column. ``visits`` ``(K, epochs, N)``: the rows of ``x`` ``(M, d)`` and ``labels``
-    ``(M,)`` that predictor k visits in each epoch, in order; ``visit_weights`` the same
-    shape, each visit's selection weight. Mini-batches are consecutive runs of
-    ``batch_size`` visits and a mini-batch's loss is ``sum(s_i l_i) / len``: visits
-    weighted 0 add nothing to a gradient and are skipped, while the schedule and the
-    mini-batch sizes stay.
+    column. ``rows`` ``(K, N)``: each predictor's batch, as rows of ``x`` ``(M, d)`` and
+    ``labels`` ``(M,)``; ``weights`` ``(K, N)``: its selection weights; ``orders``
+    ``(K, epochs, N)``: the order in which each epoch visits its batch. Mini-batches are
+    consecutive runs of ``batch_size`` visits and a mini-batch's loss is
+    ``sum(s_i l_i) / len``: points weighted 0 add nothing to a gradient and are skipped,
+    while the schedule and the mini-batch sizes stay.
     """
     k, classes, width = params.shape
-    if visits.shape != visit_weights.shape or visits.ndim != 3 or visits.shape[0] != k:
-        raise ValueError(f"visits {visits.shape} and visit_weights {visit_weights.shape} must "
-                         f"both be (K={k}, epochs, N).")
+    if rows.shape != weights.shape or rows.ndim != 2 or len(rows) != k or \
+            orders.ndim != 3 or orders.shape[0] != k or orders.shape[2] != rows.shape[1]:
+        raise ValueError(f"rows {rows.shape} and weights {weights.shape} must both be (K={k}, "
+                         f"N), and orders {orders.shape} (K, epochs, N).")
     if x.ndim != 2 or x.shape[1] + 1 != width:
         raise ValueError(f"x has shape {x.shape}; the predictors take {width - 1} features.")
     x = np.ascontiguousarray(x, dtype=np.float32)
-    visits = np.ascontiguousarray(visits, dtype=np.int64)
-    visit_weights = np.ascontiguousarray(visit_weights, dtype=np.float32)
-    if len(x) and visits.size and (visits.min() < 0 or visits.max() >= len(x)):
-        raise ValueError(f"visits must be rows of x, in [0, {len(x)}).")
+    rows = np.ascontiguousarray(rows, dtype=np.int64)
+    weights = np.ascontiguousarray(weights, dtype=np.float32)
+    orders = np.ascontiguousarray(orders, dtype=np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= len(x)):
+        raise ValueError(f"rows must be rows of x, in [0, {len(x)}).")
+    if orders.size and (orders.min() < 0 or orders.max() >= rows.shape[1]):
+        raise ValueError(f"orders must index the batch, in [0, {rows.shape[1]}).")
     work = np.ascontiguousarray(params, dtype=np.float32)
     if classes == 2:
         # the softmax is a sigmoid of z_1 - z_0, the two rows' gradients are opposite and
         # so are Adam's updates: train the difference, then split the total update
         delta = np.ascontiguousarray(work[:, 1] - work[:, 0])
         start = delta.copy()
-        _train_binary(delta, x, (labels == 1).astype(np.float32), visits, visit_weights,
+        _train_binary(delta, x, (labels == 1).astype(np.float32), rows, weights, orders,
                       batch_size, lr, BETA1, BETA2, EPS)
         total = (start - delta) / 2.0  # row 1 lost it, row 0 gained it
         work[:, 1] -= total
         work[:, 0] += total
     else:
-        _train_softmax(work, x, labels.astype(np.int64), visits, visit_weights, batch_size,
+        _train_softmax(work, x, labels.astype(np.int64), rows, weights, orders, batch_size,
                        lr, BETA1, BETA2, EPS)
     params[...] = work
 
@@ -124,10 +129,10 @@ def _adam_step(params, grad, m, v, t, lr, beta1, beta2, eps, factor):
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _train_binary(delta, x, y1, visits, visit_weights, batch_size, lr, beta1, beta2, eps):
+def _train_binary(delta, x, y1, rows, weights, orders, batch_size, lr, beta1, beta2, eps):
     """Two classes: ``delta`` ``(K, d + 1)`` is ``w_1 - w_0``, trained by twice the
     update Adam makes to ``w_1``."""
-    k_all, epochs, n = visits.shape
+    k_all, epochs, n = orders.shape
     d = x.shape[1]
     grad = np.empty(d + 1, dtype=np.float32)
     m = np.empty(d + 1, dtype=np.float32)
@@ -143,15 +148,16 @@ def _train_binary(delta, x, y1, visits, visit_weights, batch_size, lr, beta1, be
                 scale = np.float32(1.0 / (stop - start))
                 grad[:] = 0.0
                 for i in range(start, stop):
-                    s = visit_weights[k, e, i]
+                    s = weights[k, orders[k, e, i]]
                     if s == 0:
                         continue
-                    row = x[visits[k, e, i]]
+                    r = rows[k, orders[k, e, i]]
+                    row = x[r]
                     z = w[d]
                     for j in range(d):
                         z += row[j] * w[j]
                     err = (np.float32(1.0) / (np.float32(1.0) + np.exp(-z))
-                           - y1[visits[k, e, i]]) * s * scale
+                           - y1[r]) * s * scale
                     for j in range(d):
                         grad[j] += err * row[j]
                     grad[d] += err
@@ -160,11 +166,11 @@ def _train_binary(delta, x, y1, visits, visit_weights, batch_size, lr, beta1, be
 
 
 @njit(cache=True, fastmath=_FASTMATH)
-def _train_softmax(params, x, labels, visits, visit_weights, batch_size, lr, beta1, beta2,
+def _train_softmax(params, x, labels, rows, weights, orders, batch_size, lr, beta1, beta2,
                    eps):
     """Any number of classes: ``params`` ``(K, C, d + 1)``."""
     k_all, classes, width = params.shape
-    epochs, n = visits.shape[1], visits.shape[2]
+    epochs, n = orders.shape[1], orders.shape[2]
     d = width - 1
     grad = np.empty((classes, width), dtype=np.float32)
     m = np.empty(classes * width, dtype=np.float32)
@@ -181,10 +187,10 @@ def _train_softmax(params, x, labels, visits, visit_weights, batch_size, lr, bet
                 scale = np.float32(1.0 / (stop - start))
                 grad[:] = 0.0
                 for i in range(start, stop):
-                    s = visit_weights[k, e, i]
+                    s = weights[k, orders[k, e, i]]
                     if s == 0:
                         continue
-                    r = visits[k, e, i]
+                    r = rows[k, orders[k, e, i]]
                     row = x[r]
                     for c in range(classes):
                         acc = w[c, d]

@@ -106,11 +106,11 @@ class StackedPredictors:
         """
         if not slots:
             return
+        if self.closed_form:
+            self._fit_closed_form(slots, x, y, rows, weights, orders, batch_size, lr)
+            return
         visits = rows.gather(1, orders.reshape(len(slots), -1)).view(orders.shape)
         visit_weights = weights.gather(1, orders.reshape(len(slots), -1)).view(orders.shape)
-        if self.closed_form:
-            self._fit_closed_form(slots, x, y, visits, visit_weights, batch_size, lr)
-            return
         # sub-envs in lockstep (seeded alike) visit the same rows: gather them once
         shared = bool((visits == visits[0]).all()) if len(slots) > 1 else True
         self._fit_autograd(slots, x, y, visits, visit_weights, shared, batch_size, lr)
@@ -159,11 +159,11 @@ class StackedPredictors:
                 for name, value in buffers.items():
                     self.buffers[name][index] = value
 
-    def _fit_closed_form(self, slots, x, y, visits, visit_weights, batch_size, lr):
+    def _fit_closed_form(self, slots, x, y, rows, weights, orders, batch_size, lr):
         weight, bias = self.params["weight"].numpy(), self.params["bias"].numpy()
         params = np.concatenate([weight[slots], bias[slots][:, :, None]], axis=2)
-        train_logistic(params, x.numpy(), y.numpy(), visits.numpy(), visit_weights.numpy(),
-                       batch_size=batch_size, lr=lr)
+        train_logistic(params, x.numpy(), y.numpy(), rows.numpy(), weights.numpy(),
+                       orders.numpy(), batch_size=batch_size, lr=lr)
         weight[slots], bias[slots] = params[:, :, :-1], params[:, :, -1]
 
     @torch.no_grad()
