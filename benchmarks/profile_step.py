@@ -2,6 +2,7 @@
 
     python benchmarks/profile_step.py --env DataValuation-Adult-v0 --predictor logistic
     python benchmarks/profile_step.py --num-envs 8          # the batched vector env
+    python benchmarks/profile_step.py --num-envs 256 --batch-size 64 --baseline moving_average
 
 Prints the top functions by own time for one step (and, for the single env, the reset
 that a same-step autoreset adds), after two warm-up steps. One thread, like the other
@@ -28,12 +29,19 @@ def main(argv=None) -> None:
     parser.add_argument("--predictor", default="mlp")
     parser.add_argument("--num-envs", type=int, default=0,
                         help="0: one DataValuationEnv; K: the batched vector env of K")
+    parser.add_argument("--batch-size", type=int, default=None, help="default: the env's")
+    parser.add_argument("--baseline", default=None,
+                        help="moving_average skips the fixed baselines' training at reset")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     options = {"predictor": args.predictor, "device": args.device}
+    if args.batch_size is not None:
+        options["batch_size"] = args.batch_size
+    if args.baseline is not None:
+        options["baseline"] = args.baseline
     rng = np.random.default_rng(0)
     if args.num_envs:
         env = gym.make_vec(args.env, num_envs=args.num_envs, **options)
