@@ -470,8 +470,10 @@ def main(argv: list[str] | None = None) -> int:
                      "run again (a run with a checkpoint continues with dvrl value --resume "
                      "DIR).")
     except KeyboardInterrupt:
-        print("\ndvrl: aborted; the last checkpoint, if any, is kept (dvrl value --resume "
-              "DIR continues from it).", file=sys.stderr)
+        kept = ("the table keeps every finished cell (dvrl bench SPEC --out DIR --resume runs "
+                "the rest)" if args.func is cmd_bench else "the last checkpoint, if any, is "
+                "kept (dvrl value --resume DIR continues from it)")
+        print(f"\ndvrl: aborted; {kept}.", file=sys.stderr)
         return 128 + signal.SIGINT
     finally:
         if main_thread:

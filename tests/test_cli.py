@@ -230,3 +230,19 @@ def test_each_experiment_runs_once_for_metrics_and_figures(tmp_path, monkeypatch
     calls.clear()
     assert cli.main(["evaluate", str(out), "--quiet"]) == 0
     assert calls == dict.fromkeys(EXPERIMENTS, 1)
+
+
+@pytest.mark.parametrize("command, hint", [
+    (["bench", "benchmarks/specs/leaderboard.toml", "--out", "OUT"],
+     "dvrl bench SPEC --out DIR --resume"),
+    (["value", "--env", "DataValuation-Digits-v0", "--out", "OUT"], "dvrl value --resume DIR"),
+])
+def test_ctrl_c_names_the_command_that_resumes(tmp_path, capsys, monkeypatch, command, hint):
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_bench", interrupted)
+    monkeypatch.setattr(cli, "cmd_value", interrupted)
+    argv = [str(tmp_path / "out") if a == "OUT" else a for a in command]
+    assert cli.main(argv) == 128 + signal.SIGINT
+    assert hint in capsys.readouterr().err
