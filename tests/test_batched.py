@@ -373,6 +373,13 @@ def test_layered_predictors_train_as_their_vmap():
     assert layer_plan(Residual()) is None
     assert layer_plan(torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Dropout())) is None
     assert layer_plan(tanh_net()) is not None
+
+    class Scaled(torch.nn.Linear):  # a subclass may compute something else
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    assert layer_plan(Scaled(5, 2)) is None
+    assert layer_plan(torch.nn.Sequential(Scaled(5, 2))) is None
     torch.manual_seed(0)
     modules = [tanh_net() for _ in range(3)]
     layered, general = (StackedPredictors(copy.deepcopy(modules), skip_unweighted=True)

@@ -223,14 +223,14 @@ def layer_plan(module: nn.Module) -> list | None:
     """How to run K copies of ``module`` as batched matrix products: a list of parameter
     prefixes (a linear layer) and elementwise layers, in order; None when ``module`` is
     not a ``torch.nn.Linear`` or a ``torch.nn.Sequential`` of those two kinds (it then
-    runs through ``torch.vmap``)."""
-    if isinstance(module, nn.Linear):
+    runs through ``torch.vmap``). Exact types: a subclass may compute something else."""
+    if type(module) is nn.Linear:
         return [""]
-    if not isinstance(module, nn.Sequential):
+    if type(module) is not nn.Sequential:
         return None
     plan: list = []
     for name, layer in module.named_children():
-        if isinstance(layer, nn.Linear):
+        if type(layer) is nn.Linear:
             plan.append(f"{name}.")
         elif type(layer) in ELEMENTWISE:
             plan.append(layer)
