@@ -304,6 +304,8 @@ def test_argsort_rows_is_torch_argsort_bit_for_bit():
     off_grid[3] = off_grid[3] * 0.999 + 1e-4  # one row off torch.rand's 2**-24 grid
     assert torch.equal(argsort_rows(off_grid), off_grid.argsort(dim=-1))
     assert torch.equal(argsort_rows(off_grid.double()), off_grid.double().argsort(dim=-1))
+    huge = torch.tensor([[2.0**37, 1.0, 2.0**38, 0.5]])  # on the grid, but keys would overflow
+    assert torch.equal(argsort_rows(huge), huge.argsort(dim=-1))
 
 
 def test_reinforce_with_k_samples_uses_the_batched_env(toy_dataset):

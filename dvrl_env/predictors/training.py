@@ -77,14 +77,14 @@ def argsort_rows(r: torch.Tensor) -> torch.Tensor:
 @njit(cache=True)
 def _sort_keys(rows, bits):
     """``value * 2**24 << bits | column`` per entry; an empty array if a value is off the
-    2**-24 grid."""
+    2**-24 grid or outside [0, 1] (where the shifted key could overflow)."""
     count, n = rows.shape
     keys = np.empty((count, n), dtype=np.int64)
     for i in range(count):
         for j in range(n):
             scaled = rows[i, j] * np.float32(16777216.0)
             key = np.int64(scaled)
-            if key != scaled:
+            if key != scaled or key < 0 or key > 16777216:
                 return np.empty((0, 0), dtype=np.int64)
             keys[i, j] = (key << bits) | j
     return keys
