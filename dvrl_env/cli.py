@@ -58,13 +58,11 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
 
 def set_threads(count: int) -> None:
     """One deliberate thread count for torch and the BLAS libraries (see ``--threads``)."""
-    import torch
-    from threadpoolctl import threadpool_limits
+    from dvrl_env.bench.run_cell import set_threads as pin_threads
 
     if count < 1:
         raise UserError(f"--threads must be >= 1, got {count}.")
-    torch.set_num_threads(count)
-    threadpool_limits(count)
+    pin_threads(count)
 
 
 # ---- building a run -------------------------------------------------------------------
