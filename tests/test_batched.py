@@ -401,3 +401,46 @@ def test_layered_predictors_train_as_their_vmap():
         assert torch.equal(value[1], general.initial[name][1])  # slot 1 did not train
     assert not torch.equal(layered.params["0.weight"][0], layered.initial["0.weight"][0])
     torch.testing.assert_close(layered.logits(x), general.logits(x), atol=1e-6, rtol=0)
+
+
+def test_layered_predictors_grouped_by_selection_train_as_all_together(monkeypatch):
+    """With a batch of one mini-batch, predictors train in groups of similar selection
+    sizes (less padding); each ends as if all had trained together."""
+    torch.manual_seed(0)
+    modules = [torch.nn.Sequential(torch.nn.Linear(5, 8), torch.nn.ReLU(),
+                                   torch.nn.Linear(8, 3)) for _ in range(6)]
+    grouped, together = (StackedPredictors(copy.deepcopy(modules), skip_unweighted=True)
+                         for _ in range(2))
+    generator = torch.Generator().manual_seed(2)
+    x, y = torch.randn(40, 5, generator=generator), torch.randint(0, 3, (40,), generator=generator)
+    rows = torch.stack([torch.randperm(40, generator=generator)[:12] for _ in range(6)])
+    weights = (torch.rand(6, 12, generator=generator)
+               < torch.linspace(0.9, 0.1, 6).unsqueeze(1)).float()
+    weights[:, 0] = 1.0
+    orders = torch.stack([epoch_permutations(12, 3, generator, torch.device("cpu"))
+                          for _ in range(6)])
+    slots = [0, 1, 3, 4, 5]
+    calls = []
+    real = StackedPredictors._fit_layered
+
+    def spy(self, group, *args):
+        calls.append(group)
+        return real(self, group, *args)
+
+    monkeypatch.setattr(StackedPredictors, "_fit_layered", spy)
+    monkeypatch.setattr("dvrl_env.predictors.stacked.GROUP_SLOTS", 2)
+    options = {"batch_size": 16, "lr": 0.05}
+    grouped.fit(slots, x, y, rows[slots], weights[slots], orders[slots], **options)
+    counts = weights.sum(dim=1)
+    assert len(calls) == 3 and sorted(sum(calls, [])) == slots
+    ranks = [max(counts[a].item() for a in one) for one in calls]
+    assert ranks == sorted(ranks)  # grouped by how many points each selected
+    assert all(counts[a] <= min(counts[b] for b in two) for one, two in
+               zip(calls, calls[1:], strict=False) for a in one)
+    monkeypatch.setattr("dvrl_env.predictors.stacked.GROUP_SLOTS", 100)
+    calls.clear()
+    together.fit(slots, x, y, rows[slots], weights[slots], orders[slots], **options)
+    assert len(calls) == 1
+    for name, value in grouped.params.items():
+        torch.testing.assert_close(value, together.params[name], atol=1e-6, rtol=0)
+        assert torch.equal(value[2], grouped.initial[name][2])  # slot 2 did not train

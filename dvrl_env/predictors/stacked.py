@@ -1,18 +1,22 @@
 """K predictors of one architecture trained together: what the batched vector env trains.
 
 Their parameters are stacked along a leading axis of size K
-(:func:`torch.func.stack_module_state`) and one :func:`torch.vmap` of
-:func:`torch.func.functional_call` runs the K forward passes as one; the loss is the
-sum of the K weighted mini-batch losses, so one backward pass gives every predictor its
-own gradient, and one Adam over the stacked tensors makes K independent Adam steps
-(Adam is elementwise). The schedule and loss are those of
+(:func:`torch.func.stack_module_state`), and one Adam over the stacked tensors makes K
+independent Adam steps (Adam is elementwise). The schedule and loss are those of
 :func:`~dvrl_env.predictors.fit_weighted`, so each predictor ends where a single env's
-would, up to float rounding.
+would, up to float rounding. How the K passes run depends on the module:
 
-The logistic predictor on the CPU is the exception: it trains in closed form
-(:mod:`dvrl_env.predictors.closed_form`), all K in one compiled call, each on its own
-rows and order (the single env's numbers exactly). Predictors that visit the same rows
-share the feature gathers in the vmap path.
+* a ``torch.nn.Linear``, or a ``torch.nn.Sequential`` of those and elementwise layers
+  (:func:`layer_plan`): explicit forward and backward passes, one batched matrix product
+  per layer and direction, no autograd graph; with a batch of one mini-batch,
+  predictors that selected about as many points train together, so that few padded
+  visits are computed;
+* any other module: one :func:`torch.vmap` of :func:`torch.func.functional_call` over
+  the sum of the K losses, whose one backward pass gives every predictor its gradient;
+  predictors that visit the same rows share the feature gathers;
+* the logistic predictor on the CPU: closed form
+  (:mod:`dvrl_env.predictors.closed_form`), all K in one compiled call, each on its own
+  rows and order (the single env's numbers exactly).
 """
 
 from __future__ import annotations
@@ -113,7 +117,28 @@ class StackedPredictors:
         visit_weights = weights.gather(1, orders.reshape(len(slots), -1)).view(orders.shape)
         # sub-envs in lockstep (seeded alike) visit the same rows: gather them once
         shared = bool((visits == visits[0]).all()) if len(slots) > 1 else True
-        self._fit_autograd(slots, x, y, visits, visit_weights, shared, batch_size, lr)
+        if self.layers is None:
+            self._fit_autograd(slots, x, y, visits, visit_weights, shared, batch_size, lr)
+            return
+        for group in self._groups_by_selection(visit_weights, shared, batch_size):
+            self._fit_layered([slots[i] for i in group], x, y, visits[group],
+                              visit_weights[group], shared, batch_size, lr)
+
+    def _groups_by_selection(self, visit_weights, shared, batch_size) -> list[list[int]]:
+        """Predictors that train together, as positions in ``visit_weights``.
+
+        A mini-batch's products run on as many visits as its predictor with the most
+        selected ones, so with a batch of one mini-batch per epoch (each predictor then
+        sees its whole selection every epoch) predictors are grouped by how many points
+        they selected, :data:`GROUP_SLOTS` to a group: at B = 64 and K = 256 that halves
+        the padding. Otherwise (several mini-batches, or predictors that visit the same
+        rows, or no skipping) all train together."""
+        a, _, n = visit_weights.shape
+        if shared or not self.skip_unweighted or n > batch_size or a <= GROUP_SLOTS:
+            return [list(range(a))]
+        counts = (visit_weights[:, 0] != 0).sum(dim=1)
+        ranked = torch.argsort(counts, stable=True).tolist()
+        return [ranked[i:i + GROUP_SLOTS] for i in range(0, a, GROUP_SLOTS)]
 
     def _fit_autograd(self, slots, x, y, visits, visit_weights, shared, batch_size, lr):
         everyone = slots == list(range(len(self)))
@@ -129,9 +154,7 @@ class StackedPredictors:
             visits = visits[:1]
         visit_labels = y[visits]
         in_dims = (0, 0, None, None, 0, None) if shared else (0, 0, 0, 0, 0, None)
-        if self.layers is not None:
-            batch_losses = self._layered_loss
-        elif len(slots) == 1:
+        if len(slots) == 1:
             batch_losses = self._only_loss
         else:
             batch_losses = torch.vmap(self._one_loss, in_dims=in_dims, randomness="different")
@@ -158,6 +181,64 @@ class StackedPredictors:
             if not everyone:
                 for name, value in buffers.items():
                     self.buffers[name][index] = value
+
+    @torch.no_grad()
+    def _fit_layered(self, slots, x, y, visits, visit_weights, shared, batch_size, lr):
+        """``_fit_autograd`` for a layer plan, without autograd: each mini-batch is one
+        forward and one backward pass of batched matrix products, whose weight gradients
+        land in the buffers Adam reads (contiguous, so nothing is copied or reallocated
+        per step), and only the mini-batch's weighted visits are gathered."""
+        everyone = slots == list(range(len(self)))
+        index = None if everyone else torch.as_tensor(slots, device=visits.device)
+        params = self.params if everyone else {k: v[index] for k, v in self.params.items()}
+        for value in params.values():
+            value.grad = torch.empty_like(value)
+        optimizer = make_adam(params.values(), lr)
+        n, lengths = visits.shape[2], None
+        if self.skip_unweighted:
+            perm, lengths = compact_visits(visit_weights, batch_size, union=shared)
+            visits, visit_weights = visits.gather(2, perm), visit_weights.gather(2, perm)
+        if shared:
+            visits = visits[:1]
+        try:
+            for epoch in range(visits.shape[1]):
+                for j, start in enumerate(range(0, n, batch_size)):
+                    size = min(batch_size, n - start)
+                    stop = start + (size if lengths is None else lengths[epoch][j])
+                    rows = visits[:, epoch, start:stop]  # (A or 1, L)
+                    self._layered_gradients(params, x[rows], y[rows],
+                                            visit_weights[:, epoch, start:stop] / size)
+                    optimizer.step()
+        finally:
+            for value in params.values():
+                value.grad = None
+        if not everyone:
+            for name, value in params.items():
+                self.params[name][index] = value
+
+    def _layered_gradients(self, params, x, y, w):
+        """Set each ``params[...].grad`` to the gradient of the A predictors' losses
+        ``sum_i w_i * cross_entropy(f(x_i), y_i)``: ``x`` ``(A or 1, L, d)``, ``y``
+        ``(A or 1, L)``, ``w`` ``(A, L)``."""
+        inputs: list[torch.Tensor] = []
+        logits = self._layered_forward(params, x, inputs)
+        a, length, classes = logits.shape
+        # d loss / d logits = w * (softmax - onehot), rounded as autograd rounds it
+        w = w.unsqueeze(2)
+        grad = torch.log_softmax(logits, dim=2).exp_().mul_(w)
+        grad.scatter_add_(2, y.expand(a, length).unsqueeze(2), -w)
+        first = next(i for i, step in enumerate(self.layers) if isinstance(step, str))
+        for i in range(len(self.layers) - 1, first - 1, -1):
+            step, inp = self.layers[i], inputs[i]
+            if isinstance(step, str):
+                weight = params[f"{step}weight"]
+                torch.bmm(grad.mT, inp.expand(a, *inp.shape[1:]), out=weight.grad)
+                if f"{step}bias" in params:
+                    torch.sum(grad, dim=1, out=params[f"{step}bias"].grad)
+                if i > first:
+                    grad = torch.bmm(grad, weight)
+            else:
+                grad = elementwise_backward(step, inp, grad)
 
     def _fit_closed_form(self, slots, x, y, rows, weights, orders, batch_size, lr):
         weight, bias = self.params["weight"].numpy(), self.params["bias"].numpy()
@@ -192,14 +273,17 @@ class StackedPredictors:
         return (losses * w).sum() / size
 
     # ---- a stack of linear layers, as batched matrix products ----------------------------
-    def _layered_forward(self, params, x):
-        """The A predictors' logits ``(A, n, C)`` on ``x`` (``(A, n, d)``, or ``(n, d)``
-        shared), one batched matrix product per layer: several times faster than a vmap
-        of the module on small mini-batches, where per-call costs dominate."""
+    def _layered_forward(self, params, x, inputs: list | None = None):
+        """The A predictors' logits ``(A, n, C)`` on ``x`` (``(A, n, d)``, or ``(1, n, d)``
+        or ``(n, d)`` shared), one batched matrix product per layer: several times faster
+        than a vmap of the module on small mini-batches, where per-call costs dominate.
+        ``inputs`` (for the backward pass) gets each layer's input."""
         h = x
         for step in self.layers:
+            if inputs is not None:
+                inputs.append(h)
             if isinstance(step, str):
-                weight = params[f"{step}weight"].transpose(1, 2)
+                weight = params[f"{step}weight"].mT
                 bias = params.get(f"{step}bias")
                 h = h @ weight if bias is None else torch.baddbmm(
                     bias.unsqueeze(1), h.expand(len(weight), *h.shape[-2:]), weight)
@@ -207,13 +291,10 @@ class StackedPredictors:
                 h = step(h)
         return h
 
-    def _layered_loss(self, params, buffers, x, y, w, size):
-        logits = self._layered_forward(params, x)
-        a, n, classes = logits.shape
-        losses = F.cross_entropy(logits.reshape(a * n, classes), y.expand(a, n).reshape(-1),
-                                 reduction="none")
-        return (losses.view(a, n) * w).sum(dim=1) / size
 
+#: predictors per group when they are grouped by selection size (``_groups_by_selection``):
+#: smaller groups pad less but pay the per-call costs more often
+GROUP_SLOTS = 32
 
 #: layers that act on each number alone, the same in train and eval mode
 ELEMENTWISE = (nn.ReLU, nn.Tanh, nn.Sigmoid, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Identity)
@@ -237,6 +318,17 @@ def layer_plan(module: nn.Module) -> list | None:
         else:
             return None
     return plan
+
+
+def elementwise_backward(layer: nn.Module, inp: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+    """The gradient with respect to ``inp`` of an elementwise ``layer``, given ``grad``
+    with respect to ``layer(inp)``; ReLU's with the kernel autograd uses for it (a mask
+    and ``masked_fill_`` cost 10x more), any other's through autograd."""
+    if type(layer) is nn.ReLU:
+        return torch.ops.aten.threshold_backward(grad, inp, 0)
+    with torch.enable_grad():
+        inp = inp.detach().requires_grad_()
+        return torch.autograd.grad(layer(inp), inp, grad)[0]
 
 
 def slot_mask(k: int, slots, device: torch.device) -> torch.Tensor:
