@@ -205,8 +205,11 @@ class StackedPredictors:
                 for j, start in enumerate(range(0, n, batch_size)):
                     size = min(batch_size, n - start)
                     stop = start + (size if lengths is None else lengths[epoch][j])
-                    rows = visits[:, epoch, start:stop]  # (A or 1, L)
-                    self._layered_gradients(params, x[rows], y[rows],
+                    rows = visits[:, epoch, start:stop].reshape(-1)  # (A or 1) * L
+                    shape = (visits.shape[0], stop - start)
+                    # index_select: several times faster than x[rows] with 2-D rows
+                    self._layered_gradients(params, x.index_select(0, rows).view(*shape, -1),
+                                            y.index_select(0, rows).view(shape),
                                             visit_weights[:, epoch, start:stop] / size)
                     optimizer.step()
         finally:

@@ -178,11 +178,13 @@ def compact_visits(visit_weights: torch.Tensor, batch_size: int,
     starts = torch.arange(0, n, batch_size, device=device)
     batch = position // batch_size
     count = torch.nn.functional.pad(kept_int.cumsum(-1), (1, 0))  # kept visits before i
-    before = count[..., starts]  # (A, epochs, batches): kept before each mini-batch
-    in_batch = count[..., (starts + batch_size).clamp(max=n)] - before
-    rank_kept = count[..., :-1] - before[..., batch]  # kept before i within its batch
+    # index_select: advanced indexing of a last axis is far slower on the CPU
+    before = count.index_select(-1, starts)  # (A, epochs, batches): kept before each
+    in_batch = count.index_select(-1, (starts + batch_size).clamp(max=n)) - before
+    rank_kept = count[..., :-1] - before.index_select(-1, batch)  # kept before i in batch
     rank_other = position - starts[batch] - rank_kept
-    target = starts[batch] + torch.where(kept, rank_kept, in_batch[..., batch] + rank_other)
+    target = starts[batch] + torch.where(kept, rank_kept,
+                                         in_batch.index_select(-1, batch) + rank_other)
     perm = torch.empty_like(target).scatter_(-1, target, position.expand_as(target))
     return perm, in_batch.amax(dim=0).clamp(min=1).tolist()
 
