@@ -98,6 +98,41 @@ def matmul_peak_gflops(device: str, size: int = 512, repeats: int = 20) -> float
     return 2 * size**3 / best / 1e9
 
 
+def products_gflops(device: str, k: int, rows: int, widths: list[int],
+                    repeats: int = 10) -> float:
+    """The rate of the batched matrix products alone that one Adam step of K stacked MLPs
+    makes (per layer: the forward product, the weight gradient and, past the first
+    layer, the input gradient) on ``rows`` visits each: the ceiling of the batched env's
+    fits at these shapes, below the 512 x 512 peak because the products are small."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       "cpu" if device == "auto" else device)
+    layers = list(zip(widths[:-1], widths[1:], strict=True))
+    h = [torch.randn(k, rows, a, device=dev) for a, _ in layers]
+    g = [torch.randn(k, rows, b, device=dev) for _, b in layers]
+    w = [torch.randn(k, b, a, device=dev) for a, b in layers]
+    flop = sum(2 * k * rows * a * b * (2 if i == 0 else 3) for i, (a, b) in enumerate(layers))
+    best = float("inf")
+    for _ in range(repeats + 2):
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        for i in range(len(layers)):
+            torch.bmm(h[i], w[i].mT)
+            torch.bmm(g[i].mT, h[i])
+            if i:
+                torch.bmm(g[i], w[i])
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return flop / best / 1e9
+
+
+def padded_rows(minibatch: int, k: int, seed: int = 0) -> int:
+    """Visits a batched mini-batch computes: the most selected of K random half
+    selections of ``minibatch`` points (one draw)."""
+    return int(np.random.default_rng(seed).binomial(minibatch, 0.5, size=k).max())
+
+
 def fit_gflop(env) -> float:
     """Floating-point work of one env step's training and scoring, in GFLOP: the linear
     layers' multiply-adds, 6 per weight per visited point (forward and backward) over
@@ -238,6 +273,13 @@ def main(argv=None) -> None:
     peak = matmul_peak_gflops(args.device)
     print(f"float32 matrix-multiply peak here (512 x 512 products): {peak:.1f} GFLOP/s",
           flush=True)
+    if not args.quick:
+        for k, minibatch in ((32, 256), (64, 64), (256, 64)):
+            rows = padded_rows(minibatch, k)
+            rate = products_gflops(args.device, k, rows, [108, 100, 100, 2])
+            print(f"  the batched products alone at an Adult MLP fit's shapes, K={k}, "
+                  f"{rows} rows (mini-batches of {minibatch}): {rate:.1f} GFLOP/s, "
+                  f"{rate / peak:.0%} of that peak", flush=True)
 
     tables = {}
     if "large" in args.regime:
