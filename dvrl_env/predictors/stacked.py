@@ -130,8 +130,9 @@ class StackedPredictors:
         A mini-batch's products run on as many visits as its predictor with the most
         selected ones, so with a batch of one mini-batch per epoch (each predictor then
         sees its whole selection every epoch) predictors are grouped by how many points
-        they selected, :data:`GROUP_SLOTS` to a group: at B = 64 and K = 256 that halves
-        the padding. Otherwise (several mini-batches, or predictors that visit the same
+        they selected, :data:`GROUP_SLOTS` to a group: with random half selections at
+        B = 64 and K = 256, the padded visits computed fall from 35% over the selected
+        ones to 4%. Otherwise (several mini-batches, or predictors that visit the same
         rows, or no skipping) all train together."""
         a, _, n = visit_weights.shape
         if shared or not self.skip_unweighted or n > batch_size or a <= GROUP_SLOTS:
@@ -140,18 +141,24 @@ class StackedPredictors:
         ranked = torch.argsort(counts, stable=True).tolist()
         return [ranked[i:i + GROUP_SLOTS] for i in range(0, a, GROUP_SLOTS)]
 
+    def _compacted(self, visits, visit_weights, shared, batch_size):
+        """The visits and their weights with each mini-batch's weighted visits first, and
+        how many lead per epoch and mini-batch (None: no skipping; see
+        :func:`compact_visits`); the visits of one predictor only when ``shared``."""
+        lengths = None
+        if self.skip_unweighted:
+            perm, lengths = compact_visits(visit_weights, batch_size, union=shared)
+            visits, visit_weights = visits.gather(2, perm), visit_weights.gather(2, perm)
+        return (visits[:1] if shared else visits), visit_weights, lengths
+
     def _fit_autograd(self, slots, x, y, visits, visit_weights, shared, batch_size, lr):
         everyone = slots == list(range(len(self)))
         index = None if everyone else torch.as_tensor(slots, device=visits.device)
         params = {k: (v if everyone else v[index]).requires_grad_() for k, v in self.params.items()}
         buffers = self.buffers if everyone else {k: v[index] for k, v in self.buffers.items()}
         optimizer = make_adam(params.values(), lr)
-        n, lengths = visits.shape[2], None
-        if self.skip_unweighted:
-            perm, lengths = compact_visits(visit_weights, batch_size, union=shared)
-            visits, visit_weights = visits.gather(2, perm), visit_weights.gather(2, perm)
-        if shared:
-            visits = visits[:1]
+        n = visits.shape[2]
+        visits, visit_weights, lengths = self._compacted(visits, visit_weights, shared, batch_size)
         visit_labels = y[visits]
         in_dims = (0, 0, None, None, 0, None) if shared else (0, 0, 0, 0, 0, None)
         if len(slots) == 1:
@@ -194,12 +201,8 @@ class StackedPredictors:
         for value in params.values():
             value.grad = torch.empty_like(value)
         optimizer = make_adam(params.values(), lr)
-        n, lengths = visits.shape[2], None
-        if self.skip_unweighted:
-            perm, lengths = compact_visits(visit_weights, batch_size, union=shared)
-            visits, visit_weights = visits.gather(2, perm), visit_weights.gather(2, perm)
-        if shared:
-            visits = visits[:1]
+        n = visits.shape[2]
+        visits, visit_weights, lengths = self._compacted(visits, visit_weights, shared, batch_size)
         try:
             for epoch in range(visits.shape[1]):
                 for j, start in enumerate(range(0, n, batch_size)):
