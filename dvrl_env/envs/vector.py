@@ -32,9 +32,9 @@ class DataValuationVectorEnv(VectorEnv):
     the single env. The same results as ``SyncVectorEnv([DataValuationEnv(**options)] *
     K, autoreset_mode=mode)`` (up to float rounding), faster: the dataset, features,
     marginal information and validation set are held once, and the K predictors train
-    as one computation (:class:`~dvrl_env.predictors.stacked.StackedPredictors`: stacked weights,
-    ``vmap`` of ``functional_call``, one backward pass and one Adam step per
-    mini-batch for all K). On CUDA everything stays on the device between steps.
+    as one computation (:class:`~dvrl_env.predictors.stacked.StackedPredictors`: stacked
+    weights, one batched forward and backward pass and one Adam step per mini-batch for
+    all K). On CUDA everything stays on the device between steps.
 
     Each sub-env keeps its own ``np_random``, torch generator, initial weights, fixed
     baseline, moving-average history, step counter and batch, seeded and consumed exactly
