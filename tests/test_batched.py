@@ -369,9 +369,10 @@ def test_closed_form_trains_k_predictors_on_their_own_rows_as_one_at_a_time(clas
         train_logistic(start.copy(), x[:, :5], labels, rows, weights, orders, **options)
 
 
-def test_layered_predictors_train_as_their_vmap():
-    """A Sequential of Linear and elementwise layers trains as batched matrix products;
-    its weights and logits equal those of the general vmap path."""
+@pytest.mark.parametrize("activation", [torch.nn.Tanh, lambda: torch.nn.ELU(inplace=True)])
+def test_layered_predictors_train_as_their_vmap(activation):
+    """A Sequential of Linear and elementwise layers (in place or not) trains as batched
+    matrix products; its weights and logits equal those of the general vmap path."""
     assert layer_plan(Residual()) is None
     assert layer_plan(torch.nn.Sequential(torch.nn.Linear(5, 3), torch.nn.Dropout())) is None
     assert layer_plan(tanh_net()) is not None
@@ -383,7 +384,8 @@ def test_layered_predictors_train_as_their_vmap():
     assert layer_plan(Scaled(5, 2)) is None
     assert layer_plan(torch.nn.Sequential(Scaled(5, 2))) is None
     torch.manual_seed(0)
-    modules = [tanh_net() for _ in range(3)]
+    modules = [torch.nn.Sequential(torch.nn.Linear(5, 8), activation(), torch.nn.Linear(8, 2))
+               for _ in range(3)]
     layered, general = (StackedPredictors(copy.deepcopy(modules), skip_unweighted=True)
                         for _ in range(2))
     general.layers = None

@@ -228,7 +228,7 @@ class StackedPredictors:
         ``(A or 1, L)``, ``w`` ``(A, L)``."""
         inputs: list[torch.Tensor] = []
         logits = self._layered_forward(params, x, inputs)
-        a, length, classes = logits.shape
+        a, length, _ = logits.shape
         # d loss / d logits = w * (softmax - onehot), rounded as autograd rounds it
         w = w.unsqueeze(2)
         grad = torch.log_softmax(logits, dim=2).exp_().mul_(w)
@@ -293,8 +293,8 @@ class StackedPredictors:
                 bias = params.get(f"{step}bias")
                 h = h @ weight if bias is None else torch.baddbmm(
                     bias.unsqueeze(1), h.expand(len(weight), *h.shape[-2:]), weight)
-            else:
-                h = step(h)
+            else:  # an in-place activation would overwrite the input kept or given
+                h = step(h.clone() if getattr(step, "inplace", False) else h)
         return h
 
 
@@ -334,7 +334,8 @@ def elementwise_backward(layer: nn.Module, inp: torch.Tensor, grad: torch.Tensor
         return torch.ops.aten.threshold_backward(grad, inp, 0)
     with torch.enable_grad():
         inp = inp.detach().requires_grad_()
-        return torch.autograd.grad(layer(inp), inp, grad)[0]
+        out = layer(inp.clone() if getattr(layer, "inplace", False) else inp)
+        return torch.autograd.grad(out, inp, grad)[0]
 
 
 def slot_mask(k: int, slots, device: torch.device) -> torch.Tensor:
