@@ -31,7 +31,7 @@ from torch import nn
 from torch.func import functional_call, stack_module_state
 
 from dvrl_env.predictors.closed_form import train_logistic
-from dvrl_env.predictors.training import compact_visits, make_adam, stacked_metrics
+from dvrl_env.predictors.training import compact_visits, make_adam, minibatches, stacked_metrics
 
 
 class StackedPredictors:
@@ -171,9 +171,8 @@ class StackedPredictors:
             y_epoch = visit_labels[:, epoch]
             if shared:
                 x_epoch, y_epoch = x_epoch[0], y_epoch[0]
-            for j, start in enumerate(range(0, n, batch_size)):
-                size = min(batch_size, n - start)
-                part = slice(start, start + (size if lengths is None else lengths[epoch][j]))
+            for part, size in minibatches(n, batch_size,
+                                          None if lengths is None else lengths[epoch]):
                 losses = batch_losses(params, buffers, x_epoch[..., part, :], y_epoch[..., part],
                                       visit_weights[:, epoch, part], size)
                 optimizer.zero_grad(set_to_none=True)
@@ -205,15 +204,14 @@ class StackedPredictors:
         visits, visit_weights, lengths = self._compacted(visits, visit_weights, shared, batch_size)
         try:
             for epoch in range(visits.shape[1]):
-                for j, start in enumerate(range(0, n, batch_size)):
-                    size = min(batch_size, n - start)
-                    stop = start + (size if lengths is None else lengths[epoch][j])
-                    rows = visits[:, epoch, start:stop].reshape(-1)  # (A or 1) * L
-                    shape = (visits.shape[0], stop - start)
+                for part, size in minibatches(n, batch_size,
+                                              None if lengths is None else lengths[epoch]):
+                    rows = visits[:, epoch, part].reshape(-1)  # (A or 1) * L
+                    shape = (visits.shape[0], part.stop - part.start)
                     # index_select: several times faster than x[rows] with 2-D rows
                     self._layered_gradients(params, x.index_select(0, rows).view(*shape, -1),
                                             y.index_select(0, rows).view(shape),
-                                            visit_weights[:, epoch, start:stop] / size)
+                                            visit_weights[:, epoch, part] / size)
                     optimizer.step()
         finally:
             for value in params.values():

@@ -145,15 +145,22 @@ def fit_weighted(
     model.train()
     for epoch, order in enumerate(orders):
         x_epoch, y_epoch, w_epoch = x[order], y[order], weights[order]  # one gather per epoch
-        for j, start in enumerate(range(0, n, batch_size)):
-            size = min(batch_size, n - start)
-            part = slice(start, start + (size if lengths is None else lengths[epoch][j]))
+        for part, size in minibatches(n, batch_size, None if lengths is None else lengths[epoch]):
             losses = F.cross_entropy(model(x_epoch[part]), y_epoch[part], reduction="none")
             loss = (losses * w_epoch[part]).sum() / size
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
     model.eval()
+
+
+def minibatches(n: int, batch_size: int, lengths: list[int] | None = None):
+    """An epoch's mini-batches over ``n`` visits: ``(part, size)`` per mini-batch, where
+    ``size`` is its length in the schedule (the loss's divisor) and ``part`` the slice of
+    visits to compute, its first ``lengths[j]`` when given (see :func:`compact_visits`)."""
+    for j, start in enumerate(range(0, n, batch_size)):
+        size = min(batch_size, n - start)
+        yield slice(start, start + (size if lengths is None else lengths[j])), size
 
 
 def compact_visits(visit_weights: torch.Tensor, batch_size: int,
