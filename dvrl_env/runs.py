@@ -4,7 +4,7 @@ records, and the checks that keep it honest.
     run.json          the settings, the SHA-256 of every input file and of the dataset
     agent.ckpt        the agent's checkpoint (tensors and JSON, see agents.checkpoint)
     log/progress.csv  one row per logged update (the agent's ``log_dir`` is ``log/``)
-    values.csv, metrics.json, report.md, *.png   the outputs
+    values.csv, label_issues.csv, metrics.json, report.md, *.png   the outputs
 
 :class:`RunDir` names each file by its role; the CLI, the report and the agents' log
 take paths from it, so a file is renamed here or nowhere. ``dvrl evaluate`` and
@@ -35,7 +35,8 @@ PROGRESS_LOG = "progress.csv"
 TENSORBOARD_DIR = "tensorboard"
 #: settings a resumed run may not change: they decide what the run computes
 IDENTITY_KEYS = ("env", "csv", "label_column", "valid_csv", "test_csv", "noise_rate",
-                 "env_args", "agent", "agent_args", "seed", "missing_values", "drop_columns")
+                 "env_args", "agent", "agent_args", "seed", "missing_values", "drop_columns",
+                 "rounds")
 
 
 class RunError(Exception):
@@ -55,12 +56,13 @@ class RunDir:
     VALUES = "values.csv"
     METRICS = "metrics.json"
     REPORT = "report.md"
+    LABEL_ISSUES = "label_issues.csv"
     #: figure kind -> its file; the report writes those its data allow
     FIGURES = {kind: f"{kind}.png" for kind in (
         "discovery", "value_histogram", "remove_high_low", "robust_learning",
         "value_trajectory")}
     #: what ``dvrl value`` and ``dvrl evaluate`` write besides run.json, checkpoint and log
-    OUTPUTS = (VALUES, METRICS, REPORT, *FIGURES.values())
+    OUTPUTS = (VALUES, LABEL_ISSUES, METRICS, REPORT, *FIGURES.values())
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
@@ -88,6 +90,10 @@ class RunDir:
     @property
     def values(self) -> Path:
         return self.path / self.VALUES
+
+    @property
+    def label_issues(self) -> Path:
+        return self.path / self.LABEL_ISSUES
 
     @property
     def metrics(self) -> Path:

@@ -3,7 +3,11 @@
 DVRL feeds the DVE ``m = |onehot(y) - p_val(x)|``, where ``p_val`` is a model trained on
 the validation set (``dvrl/dvrl.py``: ``y_pred_diff``). A point whose given label the
 validation model finds unlikely has a large ``m`` at that label: on its own it is a
-strong detector of flipped labels (DESIGN.md, "What is already known").
+strong detector of flipped labels.
+
+Without a clean validation set (``validation="cross-fit"``), ``p_val`` is the
+out-of-fold model of :mod:`dvrl_env.data.crossfit`: each row's probabilities come from a
+model fitted on the other folds' rows, never on its own label.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 
+from dvrl_env.data.crossfit import cross_fitted_probabilities
 from dvrl_env.data.datasets import ValuationDataset
 from dvrl_env.predictors import one_hot
 
@@ -27,8 +32,15 @@ def validation_model_probabilities(dataset: ValuationDataset) -> np.ndarray:
     return probs
 
 
-def marginal_information(dataset: ValuationDataset) -> np.ndarray:
-    """``|onehot(y_train) - p_val(x_train)|``, float32 in [0, 1], shape ``(n_train, C)``."""
-    probs = validation_model_probabilities(dataset)
+def marginal_information(dataset: ValuationDataset, *, fold_of: np.ndarray | None = None,
+                         weights: np.ndarray | None = None) -> np.ndarray:
+    """``|onehot(y_train) - p_val(x_train)|``, float32 in [0, 1], shape ``(n_train, C)``;
+    with ``fold_of``, ``p_val`` is cross-fitted over those folds (``weights``: the
+    reference rows' sample weights)."""
+    if fold_of is None:
+        probs = validation_model_probabilities(dataset)
+    else:
+        probs, _ = cross_fitted_probabilities(dataset.x_train, dataset.y_train,
+                                              dataset.num_classes, fold_of, weights)
     m = np.abs(one_hot(dataset.y_train, dataset.num_classes) - probs)
     return np.clip(m, 0.0, 1.0).astype(np.float32)

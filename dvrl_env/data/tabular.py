@@ -321,20 +321,35 @@ def load_csv(
     seed: int = 0,
     missing_values: Iterable[str] = (),
     drop_columns: Iterable[str] = (),
+    validation: str = "given",
 ) -> ValuationDataset:
     """Build a dataset from CSV files, by the policy of this module's docstring.
 
-    Without ``valid`` (or ``test``) a fraction ``HELD_OUT_FRACTION`` of the training rows
-    is held out for it, drawn with ``seed`` (``meta["held_out"]`` says which).
-    ``missing_values`` adds tokens to ``MISSING_TOKENS``; ``drop_columns`` are removed
-    before anything else.
+    ``validation="cross-fit"`` (no clean validation set: ``valid`` must be None) keeps
+    every row of ``train`` as a training row, to be valued against the other rows by an
+    env made with ``validation="cross-fit"``; the dataset's validation split is then the
+    training rows themselves (``meta["validation"] == "cross-fit"``, which the env checks),
+    and so is its test split unless ``test`` is given (``meta["test_is_train"]``).
+    Otherwise, without ``valid`` (or ``test``) a fraction ``HELD_OUT_FRACTION`` of the
+    training rows is held out for it, drawn with ``seed`` (``meta["held_out"]`` says
+    which). ``missing_values`` adds tokens to ``MISSING_TOKENS``; ``drop_columns`` are
+    removed before anything else.
     """
+    if validation not in ("given", "cross-fit"):
+        raise ValueError(f"validation must be 'given' or 'cross-fit', got {validation!r}.")
+    cross_fit = validation == "cross-fit"
+    if cross_fit and valid is not None:
+        raise ValueError("validation='cross-fit' values the rows against each other; a "
+                         "validation file is a clean reference, so give one or the other.")
     tokens = MISSING_TOKENS | {v.strip().lower()
                                for v in _as_list(missing_values, "missing_values")}
     given = {"valid": valid, "test": test}
     first, tables = _read_tables(train, given, label_column,
                                  _as_list(drop_columns, "drop_columns"))
-    parts = _split(first, tables, seed)
+    if cross_fit:  # every row a training row; valid (and test, if none) are those rows
+        parts = [first, first, first if tables["test"] is None else tables["test"]]
+    else:
+        parts = _split(first, tables, seed)
     ys, label_names = _label_encoding(parts, label_column, tokens)
     columns, encodings = zip(*(_fitted_column(c, parts, tokens)
                                for c in first.header if c != label_column), strict=True)
@@ -345,8 +360,11 @@ def load_csv(
     meta = {"feature_names": [name for e in encodings for name in e.feature_names],
             "label_names": label_names, "label_column": label_column,
             "columns": {e.column: e.summary() for e in encodings},
-            "held_out": [name for name, t in tables.items() if t is None],
+            "held_out": [] if cross_fit else [name for name, t in tables.items() if t is None],
             "held_out_fraction": HELD_OUT_FRACTION, "train_lines": parts[0].lines,
             "source": str(first.path)}
+    if cross_fit:
+        meta["validation"] = "cross-fit"
+        meta["test_is_train"] = tables["test"] is None
     return from_arrays(xs[0], ys[0], xs[1], ys[1], xs[2], ys[2], noise_rate=noise_rate,
                        seed=seed, name=Path(train).stem, num_classes=len(label_names), meta=meta)

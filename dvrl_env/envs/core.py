@@ -28,6 +28,7 @@ import numpy as np
 import torch
 from gymnasium import spaces
 
+from dvrl_env.data.crossfit import VALIDATION_MODES, check_weights, make_folds
 from dvrl_env.data.datasets import ValuationDataset, load_dataset
 from dvrl_env.data.marginal import marginal_information as compute_marginal_information
 from dvrl_env.data.registry import dataset_names
@@ -38,6 +39,7 @@ from dvrl_env.predictors import (
     one_hot,
     resolve_predictor,
     stacked_epoch_permutations,
+    weighted_metrics,
 )
 from dvrl_env.predictors.closed_form import uses_closed_form
 from dvrl_env.predictors.single import SinglePredictor
@@ -55,6 +57,40 @@ DATA_OPTIONS = ("n_train", "n_valid", "n_test", "noise_rate", "root", "download"
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
+class CrossFit:
+    """The reference of ``validation="cross-fit"``: the training rows are cut into folds
+    (:func:`~dvrl_env.data.crossfit.make_folds`, drawn with ``data_seed``); a batch is
+    drawn from one fold and its predictor is scored on the rows of the other folds,
+    weighted by ``reference_weights``."""
+
+    fold_of: np.ndarray  # (n,) the fold of every training row
+    weights: np.ndarray  # (n,) the reference weight of every row, in [0, 1]
+    rows: list[torch.Tensor]  # the training rows of each fold, on the device
+    fold_tensor: torch.Tensor  # fold_of on the device
+    reference: torch.Tensor  # (F, n) on the device: row weights when fold f is valued
+
+    @classmethod
+    def build(cls, dataset: ValuationDataset, folds: int, seed: int, weights,
+              device: torch.device) -> CrossFit:
+        fold_of = make_folds(dataset.y_train, folds, seed, dataset.meta.get("label_names"))
+        w = (np.ones(dataset.n_train) if weights is None
+             else check_weights(weights, dataset.n_train, fold_of))
+        reference = np.stack([w * (fold_of != f) for f in range(folds)]).astype(np.float32)
+        return cls(fold_of, w, [torch.as_tensor(np.flatnonzero(fold_of == f), device=device)
+                                for f in range(folds)],
+                   torch.as_tensor(fold_of, device=device),
+                   torch.as_tensor(reference, device=device))
+
+    @property
+    def folds(self) -> int:
+        return len(self.rows)
+
+    def fold_of_batches(self, indices: torch.Tensor) -> torch.Tensor:
+        """The fold of each batch ``(K, B)``: a batch lies in one fold."""
+        return self.fold_tensor[indices[:, 0]]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
 class EnvConfig:
     """Everything K slots share; built once by :meth:`from_options`, then only read."""
 
@@ -67,6 +103,7 @@ class EnvConfig:
     baseline: str | float
     baseline_window: int
     marginal_information: bool
+    cross_fit: CrossFit | None  # None: rewards on the dataset's validation set
     predictor: PredictorSpec
     predictor_epochs: int
     predictor_batch_size: int
@@ -85,10 +122,20 @@ class EnvConfig:
         data_options.update(o["dataset_options"] or {})
         dataset = _resolve_dataset(o["dataset"], data_options, o["data_seed"])
         _check_options(o)
+        _check_validation(o, dataset)
         n, d, c = dataset.n_train, dataset.num_features, dataset.num_classes
-        batch_size = int(min(2000, n) if o["batch_size"] is None else o["batch_size"])
-        if not 1 <= batch_size <= n:
-            raise ValueError(f"batch_size must lie in 1..n_train={n}, got {o['batch_size']}.")
+        device = resolve_device(o["device"])
+        cross_fit = (None if o["validation"] == "given" else
+                     CrossFit.build(dataset, o["folds"], o["data_seed"], o["reference_weights"],
+                                    device))
+        # a batch lies in one fold under cross-fitting
+        largest = n if cross_fit is None else min(len(rows) for rows in cross_fit.rows)
+        batch_size = int(min(2000, largest) if o["batch_size"] is None else o["batch_size"])
+        if not 1 <= batch_size <= largest:
+            within = (f"n_train={n}" if cross_fit is None else
+                      f"{largest}, the smallest fold's rows ({cross_fit.folds} folds of "
+                      f"{n} rows)")
+            raise ValueError(f"batch_size must lie in 1..{within}, got {o['batch_size']}.")
         episode_length = o["episode_length"]
         if o["reset_mode"] == "step":
             if episode_length not in (None, 1):
@@ -98,13 +145,14 @@ class EnvConfig:
         episode_length = 10 if episode_length is None else int(episode_length)
         if episode_length < 1:
             raise ValueError(f"episode_length must be >= 1, got {o['episode_length']}.")
-        device = resolve_device(o["device"])
         mi = bool(o["marginal_information"])
         observations = {
             "x": dataset.x_train,
             "y": one_hot(dataset.y_train, c),
-            "marginal": (compute_marginal_information(dataset) if mi
-                         else np.zeros((n, c), dtype=np.float32)),
+            "marginal": (compute_marginal_information(
+                dataset, **({} if cross_fit is None else
+                            {"fold_of": cross_fit.fold_of, "weights": cross_fit.weights}))
+                         if mi else np.zeros((n, c), dtype=np.float32)),
         }
         host = {**observations, "labels": dataset.y_train, "x_valid": dataset.x_valid,
                 "y_valid": dataset.y_valid}
@@ -122,7 +170,8 @@ class EnvConfig:
             options=dict(options), dataset=dataset, batch_size=batch_size,
             episode_length=episode_length, reset_mode=o["reset_mode"], metric=o["metric"],
             baseline=o["baseline"], baseline_window=int(o["baseline_window"]),
-            marginal_information=mi, predictor=resolve_predictor(o["predictor"]),
+            marginal_information=mi, cross_fit=cross_fit,
+            predictor=resolve_predictor(o["predictor"]),
             predictor_epochs=int(o["predictor_epochs"]),
             predictor_batch_size=int(o["predictor_batch_size"]),
             predictor_lr=float(o["predictor_lr"]), device=device, observations=observations,
@@ -153,6 +202,22 @@ def _resolve_dataset(dataset, data_options: dict, data_seed: int) -> ValuationDa
     )
 
 
+def _check_validation(o: dict, dataset: ValuationDataset) -> None:
+    """The reference the rewards are measured on, and the options that go with it."""
+    if o["validation"] not in VALIDATION_MODES:
+        raise ValueError(f"Unknown validation {o['validation']!r}; choose one of "
+                         f"{list(VALIDATION_MODES)} (\"cross-fit\": no clean validation set, "
+                         "every training row valued against the other folds).")
+    if o["validation"] == "given":
+        if o["reference_weights"] is not None:
+            raise ValueError("reference_weights weight the cross-fitted reference; pass "
+                             "validation='cross-fit' with them.")
+        if dataset.meta.get("validation") == "cross-fit":
+            raise ValueError(f"Dataset {dataset.name!r} has no validation set of its own (it "
+                             "was loaded for cross-fitting); make the env with "
+                             "validation='cross-fit'.")
+
+
 def _check_options(o: dict) -> None:
     if o["metric"] not in METRICS:
         raise ValueError(f"Unknown metric {o['metric']!r}; choose one of {list(METRICS)}.")
@@ -179,7 +244,7 @@ class Slot:
     np_random: np.random.Generator | None = None
     np_random_seed: int | None = None
     generator: torch.Generator | None = None
-    fixed_baseline: float | None = None
+    fixed_baseline: float | list[float] | None = None  # a list: one per fold (cross-fit)
     t: int = 0
     ready: bool = False  # reset since it was built
 
@@ -280,8 +345,7 @@ class SlotCore:
                     orders = orders[torch.as_tensor(trained, device=c.device)]
                 self._fit([active[i] for i in trained], self.indices[slots],
                           torch.as_tensor(selection, device=c.device)[slots], orders)
-            metrics = self.predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"],
-                                              c.metric)
+            metrics = self._score(self.indices)
         self.fits += len(active)
 
         acted = self.indices.cpu().numpy()
@@ -294,9 +358,10 @@ class SlotCore:
         terminated = np.zeros(k_all, dtype=np.bool_)
         truncated = np.zeros(k_all, dtype=np.bool_)
         baselines = [float("nan")] * k_all
+        folds = self._folds(torch.as_tensor(acted))
         for k in active:
             slot = self.slots[k]
-            baselines[k] = self._baseline_for(slot, metrics[k])
+            baselines[k] = self._baseline_for(slot, metrics[k], folds[k])
             slot.history.append(metrics[k])
             slot.t += 1
             ended = slot.t >= c.episode_length
@@ -309,8 +374,11 @@ class SlotCore:
 
     def reset_info(self, k: int, indices: np.ndarray) -> dict:
         info = {"indices": indices}
-        if self.slots[k].fixed_baseline is not None:
-            info["baseline"] = self.slots[k].fixed_baseline
+        baseline = self.slots[k].fixed_baseline
+        if isinstance(baseline, list):  # cross-fitted: the baseline of this batch's fold
+            baseline = baseline[self._folds(torch.as_tensor(indices[None]))[0]]
+        if baseline is not None:
+            info["baseline"] = baseline
         return info
 
     def observe(self, indices: torch.Tensor) -> dict[str, np.ndarray]:
@@ -358,7 +426,9 @@ class SlotCore:
                 slot.generator = torch.Generator(device=c.device)
                 slot.generator.set_state(saved["generator"])
                 baseline = saved["fixed_baseline"]
-                slot.fixed_baseline = None if baseline is None else float(baseline)
+                slot.fixed_baseline = (None if baseline is None else
+                                       [float(b) for b in baseline]
+                                       if isinstance(baseline, list) else float(baseline))
                 slot.history.clear()
                 slot.history.extend(float(v) for v in saved["history"])
                 slot.t, slot.ready = int(saved["t"]), True
@@ -393,27 +463,60 @@ class SlotCore:
             self.predictors.set_initial(modules)
         ks = sorted(fresh)
         if c.baseline == "fixed":
-            self.fits += len(ks)
-            n = c.n_train
-            # slots train in groups whose visit arrays (slots x epochs x n) stay bounded
-            group = max(1, BASELINE_VISITS // (c.predictor_epochs * n))
-            for start in range(0, len(ks), group):
-                part = ks[start:start + group]
-                generators = [torch.Generator(device=c.device).manual_seed(s)
-                              for s in baseline_seeds[start:start + group]]
-                orders = stacked_epoch_permutations(n, c.predictor_epochs, generators,
-                                                    c.device)
-                rows = torch.arange(n, device=c.device).expand(len(part), n)
-                self._fit(part, rows, torch.ones(len(part), n, device=c.device), orders)
-            metrics = self.predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"],
-                                              c.metric)
-            self.predictors.restore(ks)
-            for k in ks:
-                self.slots[k].fixed_baseline = metrics[k]
+            if c.cross_fit is None:
+                metrics = self._train_baselines(ks, baseline_seeds,
+                                                torch.arange(c.n_train, device=c.device))
+                for k in ks:
+                    self.slots[k].fixed_baseline = metrics[k]
+            else:  # one baseline per fold: the predictor on the whole fold, scored on the rest
+                for k in ks:
+                    self.slots[k].fixed_baseline = []
+                for rows in c.cross_fit.rows:
+                    metrics = self._train_baselines(ks, baseline_seeds, rows)
+                    for k in ks:
+                        self.slots[k].fixed_baseline.append(metrics[k])
         else:
             fixed = None if isinstance(c.baseline, str) else float(c.baseline)
             for k in ks:
                 self.slots[k].fixed_baseline = fixed
+
+    def _train_baselines(self, ks: list[int], baseline_seeds: list[int],
+                         rows: torch.Tensor) -> list[float]:
+        """Train slots ``ks``' predictors on all of ``rows`` from their initial weights,
+        score them (on the reference of ``rows``' fold when cross-fitted), restore them."""
+        c = self.config
+        self.fits += len(ks)
+        n = len(rows)
+        # slots train in groups whose visit arrays (slots x epochs x n) stay bounded
+        group = max(1, BASELINE_VISITS // (c.predictor_epochs * n))
+        for start in range(0, len(ks), group):
+            part = ks[start:start + group]
+            generators = [torch.Generator(device=c.device).manual_seed(s)
+                          for s in baseline_seeds[start:start + group]]
+            orders = stacked_epoch_permutations(n, c.predictor_epochs, generators, c.device)
+            self._fit(part, rows.expand(len(part), n),
+                      torch.ones(len(part), n, device=c.device), orders)
+        metrics = self._score(rows[:1].expand(self.num_slots, 1))
+        self.predictors.restore(ks)
+        return metrics
+
+    def _folds(self, indices: torch.Tensor) -> list[int | None]:
+        """The fold of each batch of ``indices`` ``(K, B)`` (None without cross-fitting)."""
+        cross_fit = self.config.cross_fit
+        if cross_fit is None:
+            return [None] * len(indices)
+        return cross_fit.fold_of_batches(indices.to(cross_fit.fold_tensor.device)).tolist()
+
+    def _score(self, indices: torch.Tensor) -> list[float]:
+        """Every slot's metric: on the validation set, or, cross-fitted, on the training
+        rows outside the fold of its batch ``indices[k]``, weighted by the reference."""
+        c = self.config
+        if c.cross_fit is None:
+            return self.predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"],
+                                           c.metric)
+        weights = c.cross_fit.reference[c.cross_fit.fold_of_batches(indices)]
+        return weighted_metrics(self.predictors.logits(c.tensors["x"]), c.tensors["labels"],
+                                weights, c.metric)
 
     def _build(self, seed: int) -> torch.nn.Module:
         c = self.config
@@ -434,14 +537,22 @@ class SlotCore:
         self.predictors.fit(slots, c.tensors["x"], c.tensors["labels"], rows, weights, orders,
                             batch_size=c.predictor_batch_size, lr=c.predictor_lr)
 
-    def _baseline_for(self, slot: Slot, metric: float) -> float:
+    def _baseline_for(self, slot: Slot, metric: float, fold: int | None) -> float:
         if self.config.baseline == "moving_average":
             return float(np.mean(slot.history)) if slot.history else metric
+        if isinstance(slot.fixed_baseline, list):
+            return slot.fixed_baseline[fold]
         return slot.fixed_baseline
 
     def _sample_batch(self, k: int) -> torch.Tensor:
-        c = self.config
-        perm = torch.randperm(c.n_train, generator=self.slots[k].generator, device=c.device)
+        c, generator = self.config, self.slots[k].generator
+        if c.cross_fit is not None:  # B rows of one fold, the fold drawn first
+            fold = int(torch.randint(c.cross_fit.folds, (1,), generator=generator,
+                                     device=c.device))
+            rows = c.cross_fit.rows[fold]
+            perm = torch.randperm(len(rows), generator=generator, device=c.device)
+            return rows[perm[: c.batch_size]]
+        perm = torch.randperm(c.n_train, generator=generator, device=c.device)
         return perm[: c.batch_size]
 
     def _start_episodes(self, slots: Sequence[int]) -> dict[int, np.ndarray]:

@@ -84,6 +84,18 @@ class DataValuationEnv(gym.Env):
       ``baseline_window`` steps; the first step's baseline is its own metric), or a number.
     * ``baseline_window``: window of the moving average (default 20).
     * ``marginal_information``: include ``m`` in observations (default True).
+    * ``validation``: ``"given"`` (default: rewards and ``m`` from the dataset's validation
+      set) or ``"cross-fit"``, for data with no clean validation set: the training rows
+      are cut into ``folds`` (default 5) parts stratified by label (drawn with
+      ``data_seed``); each batch is drawn from one part and the reward is the predictor's
+      metric on the rows of the *other* parts, with their given labels, weighted by
+      ``reference_weights`` (one weight in [0, 1] per training row, default all 1; e.g.
+      :func:`dvrl_env.data.crossfit.reference_weights` of a previous round's values, to
+      down-weight suspected rows). ``m`` is then cross-fitted too
+      (:mod:`dvrl_env.data.crossfit`), so no row's observation or reward comes from a
+      model that saw its own label. The ``"fixed"`` baseline is one per part. The
+      noisy reference (uniform flips) shrinks the rewards towards a constant but, in
+      expectation, keeps which selections score higher.
     * ``reset_mode``: ``"step"`` (default), ``"episode"`` or ``"never"``, see above.
     * ``episode_length``: steps per episode for ``"episode"`` and ``"never"`` (default 10).
     * ``device``: ``"auto"`` (CUDA when available), ``"cpu"`` or ``"cuda"``.
@@ -125,6 +137,9 @@ class DataValuationEnv(gym.Env):
         baseline: str | float = "fixed",
         baseline_window: int = 20,
         marginal_information: bool = True,
+        validation: str = "given",
+        folds: int = 5,
+        reference_weights: Any = None,
         reset_mode: str = "step",
         episode_length: int | None = None,
         device: str = "auto",

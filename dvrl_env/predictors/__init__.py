@@ -21,6 +21,7 @@ from dvrl_env.predictors.training import (
     score,
     snapshot,
     stacked_epoch_permutations,
+    weighted_metrics,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "score",
     "snapshot",
     "stacked_epoch_permutations",
+    "weighted_metrics",
 ]

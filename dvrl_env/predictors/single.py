@@ -56,6 +56,12 @@ class SinglePredictor:
     def metrics(self, x: torch.Tensor, y: torch.Tensor, metric: str) -> list[float]:
         return [score(self.module, x, y, metric)]
 
+    @torch.no_grad()
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The predictor's logits on ``x``, ``(1, n, C)`` as a stack of one's."""
+        self.module.eval()
+        return self.module(x).unsqueeze(0)
+
     def state_dict(self) -> dict[str, dict[str, torch.Tensor]]:
         names = list(self.module.state_dict())
         params = dict(self.module.named_parameters())

@@ -234,6 +234,45 @@ def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
     return out
 
 
+def weighted_metrics(logits: torch.Tensor, y: torch.Tensor, weights: torch.Tensor,
+                     metric: str) -> list[float]:
+    """:func:`stacked_metrics` with a weight per row and predictor: ``weights`` is
+    ``(K, n)``, each predictor scored on its own weighted rows (rows of weight 0 left out).
+    AUC is the weighted Mann-Whitney statistic (ties counted half)."""
+    weights = weights.to(logits.dtype)
+    total = weights.sum(dim=1)
+    if metric == "accuracy":
+        correct = (logits.argmax(dim=2) == y).to(logits.dtype)
+        return ((correct * weights).sum(dim=1) / total).tolist()
+    if metric == "neg_log_loss":
+        k, n, c = logits.shape
+        losses = F.cross_entropy(logits.reshape(k * n, c), y.repeat(k), reduction="none")
+        return (-(losses.view(k, n) * weights).sum(dim=1) / total).tolist()
+    if metric == "auc":
+        if logits.shape[2] != 2:
+            raise ValueError("metric='auc' needs two classes; use 'accuracy' or 'neg_log_loss'.")
+        return [weighted_binary_auc(one[:, 1] - one[:, 0], y, w)
+                for one, w in zip(logits, weights, strict=True)]
+    raise ValueError(f"Unknown metric {metric!r}; choose one of {list(METRICS)}.")
+
+
+def weighted_binary_auc(scores: torch.Tensor, labels: torch.Tensor,
+                        weights: torch.Tensor) -> float:
+    """ROC AUC where each pair (positive i, negative j) counts ``w_i w_j``, ties half."""
+    scores, weights = scores.double(), weights.double()
+    pos, neg = labels == 1, labels == 0
+    w_pos, w_neg = weights[pos], weights[neg]
+    if w_pos.sum() == 0 or w_neg.sum() == 0:
+        return 0.5
+    order = torch.argsort(scores[neg])
+    sorted_neg, cum = scores[neg][order], torch.cumsum(w_neg[order], 0)
+    cum = torch.cat([cum.new_zeros(1), cum])
+    below = cum[torch.searchsorted(sorted_neg, scores[pos], right=False)]
+    at_or_below = cum[torch.searchsorted(sorted_neg, scores[pos], right=True)]
+    u = (w_pos * (below + 0.5 * (at_or_below - below))).sum()
+    return float(u / (w_pos.sum() * w_neg.sum()))
+
+
 def stacked_metrics(logits: torch.Tensor, y: torch.Tensor, metric: str) -> list[float]:
     """:func:`metric_from_logits` of K predictors at once: ``logits`` is ``(K, n, C)``.
 
