@@ -26,12 +26,22 @@ def _one_thread_after_fork() -> None:
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_one_thread_after_fork)
 
+def __getattr__(name: str):
+    """``find_label_issues`` is imported on first use: it needs the agents and pandas."""
+    if name == "find_label_issues":
+        from dvrl_env.find import find_label_issues
+
+        return find_label_issues
+    raise AttributeError(f"module 'dvrl_env' has no attribute {name!r}")
+
+
 __all__ = [
     "ENV_IDS",
     "DataValuationEnv",
     "DataValuationVectorEnv",
     "ValuationDataset",
     "add_label_noise",
+    "find_label_issues",
     "from_arrays",
     "load_dataset",
     "resolve_device",

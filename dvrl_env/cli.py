@@ -26,7 +26,7 @@ from typing import Any
 import gymnasium as gym
 
 import dvrl_env
-from dvrl_env import runs
+from dvrl_env import find, runs
 from dvrl_env.data.registry import dataset_entry
 from dvrl_env.data.tabular import load_csv
 from dvrl_env.runs import RunDir, RunError
@@ -449,8 +449,7 @@ DEFAULT_AGENT = "reinforce"
 DEFAULT_STEPS = 100
 #: with --csv and no --valid-csv: the cross-fitted marginal information, three rounds (the
 #: best ranking measured, benchmarks/specs/label_issues.toml; RL agents add nothing to it)
-CROSS_FIT_AGENT = "marginal"
-DEFAULT_ROUNDS = 3
+CROSS_FIT_AGENT, DEFAULT_ROUNDS = find.DEFAULT_AGENT, find.DEFAULT_ROUNDS
 NON_LEARNING_AGENTS = ("marginal", "random")
 THREADS_HELP = ("torch and BLAS threads (default 1: these models are small, and more threads "
                 "than free cores slow a busy machine down many times)")

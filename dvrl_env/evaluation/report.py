@@ -20,8 +20,10 @@ import numpy as np
 
 from dvrl_env import evaluation
 from dvrl_env.atomic import atomic_write_text
+from dvrl_env.data.crossfit import DEFAULT_FOLDS
 from dvrl_env.data.datasets import ValuationDataset
 from dvrl_env.evaluation import plots
+from dvrl_env.evaluation.label_issues import FLAG_RULE, find_issues, write_label_issues
 from dvrl_env.evaluation.results import (
     DetectionScores,
     DiscoveryCurve,
@@ -110,7 +112,7 @@ class RunResults:
     value, the trajectory a log."""
 
     histogram: ValueHistogram
-    remove_high_low: RemoveHighLow
+    remove_high_low: RemoveHighLow | None  # None: no test rows apart from the training rows
     robust_learning: RobustLearning | None
     detection: DetectionScores | None
     discovery: DiscoveryCurve | None
@@ -135,11 +137,12 @@ def compute_results(dataset: ValuationDataset, values: np.ndarray,
     if log_file is not None and log_file.is_file():
         fraction = float(mask.mean()) if mask is not None else None
         trajectory = evaluation.value_trajectory(log_file, noise_fraction=fraction)
+    no_test = bool(dataset.meta.get("test_is_train"))  # accuracy would be in-sample
     return RunResults(
         histogram=evaluation.value_histogram(values, mask),
-        remove_high_low=evaluation.remove_high_low(dataset, values),
-        robust_learning=(evaluation.robust_learning(dataset, values) if can_weight(values)
-                         else None),
+        remove_high_low=None if no_test else evaluation.remove_high_low(dataset, values),
+        robust_learning=(evaluation.robust_learning(dataset, values)
+                         if can_weight(values) and not no_test else None),
         detection=None if mask is None else evaluation.detection_scores(dataset, values),
         discovery=None if mask is None else evaluation.discovery_curve(dataset, values),
         value_gap=None if mask is None else evaluation.value_gap(values, mask),
@@ -154,19 +157,30 @@ def metrics_from(dataset: ValuationDataset, values: np.ndarray, results: RunResu
         metrics["detection"] = results.detection.to_dict()
         metrics["discovery"] = results.discovery.to_dict()
         metrics["value_gap"] = results.value_gap
-    metrics["remove_high_low"] = results.remove_high_low.to_dict()
+    no_test = bool(dataset.meta.get("test_is_train"))
+    metrics["remove_high_low"] = (None if results.remove_high_low is None
+                                  else results.remove_high_low.to_dict())
     metrics["robust_learning"] = (
         results.robust_learning.to_dict() if results.robust_learning is not None else
-        {"weighted": None, "unweighted": None, "clean": None, "skipped": NO_WEIGHTS})
+        {"weighted": None, "unweighted": None, "clean": None,
+         "skipped": NO_TEST if no_test else NO_WEIGHTS})
+    if results.robust_learning is not None and not noise_known(dataset):
+        metrics["robust_learning"]["clean"] = None  # the clean labels are not known
+    metrics["test"] = test_statement(dataset)
     return metrics
+
+
+NO_TEST = ("there is no test set (every row of the table was valued); give one with "
+           "--test-csv to measure accuracy")
 
 
 def write_figures(out: RunDir, results: RunResults, title: str) -> list[str]:
     """The PNGs the results allow, into ``out``; returns their file names."""
     figures = [plots.plot_value_histogram(results.histogram, out.figure("value_histogram"),
-                                          title),
-               plots.plot_remove_high_low(results.remove_high_low,
-                                          out.figure("remove_high_low"), title)]
+                                          title)]
+    if results.remove_high_low is not None:
+        figures.append(plots.plot_remove_high_low(results.remove_high_low,
+                                                  out.figure("remove_high_low"), title))
     if results.robust_learning is not None:
         figures.append(plots.plot_robust_learning(results.robust_learning,
                                                   out.figure("robust_learning"), title))
@@ -190,9 +204,19 @@ def write_run(out: RunDir, dataset: ValuationDataset, values: np.ndarray, settin
     """values.csv, metrics.json, the figures and report.md into ``out``; the value
     trajectory is read from ``log_file`` (the run's log, outside a staging folder)."""
     write_values(out, dataset, values)
+    env_args = settings.get("env_args") or {}
+    cross_fit = env_args.get("validation") == "cross-fit"
+    issues = find_issues(dataset, values, cross_fit=cross_fit,
+                         folds=env_args.get("folds", DEFAULT_FOLDS),
+                         seed=env_args.get("data_seed", 0))
+    write_label_issues(out.label_issues, dataset, issues)
     results = compute_results(dataset, values, log_file)
     metrics = {"settings": settings, "steps_done": steps_done,
                "seconds": None if seconds is None else round(seconds, 2),
+               "reference": reference_statement(dataset, cross_fit),
+               "label_issues": {"n_flagged": issues.n_flagged, "rule": FLAG_RULE,
+                                "probabilities": issues.reference,
+                                "top": issues.rows(dataset, TOP_ISSUES)},
                **metrics_from(dataset, values, results)}
     title = run_title(settings)
     metrics["figures"] = write_figures(out, results, title)
@@ -201,14 +225,44 @@ def write_run(out: RunDir, dataset: ValuationDataset, values: np.ndarray, settin
     return metrics
 
 
+#: rows of the label-issue table that report.md shows
+TOP_ISSUES = 20
+
+
+def reference_statement(dataset: ValuationDataset, cross_fit: bool) -> str:
+    """Where rewards and the marginal information were measured, in plain words."""
+    if cross_fit:
+        return ("No clean validation set: every row was valued against the other rows "
+                "(cross-fitted folds), with their labels as given. That reference is your "
+                "own, possibly noisy, data; it is never a row's own label.")
+    if dataset.meta.get("held_out"):
+        return (f"The reference is {dataset.meta['held_out_fraction']:.0%} of your rows, "
+                "held out and taken as clean; if they are as noisy as the rest, so is the "
+                "reference.")
+    return "The reference is the dataset's validation set, taken as clean."
+
+
+def test_statement(dataset: ValuationDataset) -> str | None:
+    """What "test accuracy" was measured on, when it is not a clean test set."""
+    if dataset.meta.get("test_is_train"):
+        return None  # nothing to measure on: said where the section would be
+    if dataset.meta.get("test_is_valid"):
+        return ("There is no test set: test accuracy is measured on the validation set, "
+                "the same rows the reward was measured on.")
+    if dataset.meta.get("label_column") is not None and not noise_known(dataset):
+        return ("Test accuracy is measured on the test rows' labels as given, which may be "
+                "noisy too.")
+    return None
+
+
 def _fmt(x) -> str:
     return "n/a" if x is None else f"{x:.3f}"
 
 
 def render_report(metrics: dict, dataset: ValuationDataset, title: str) -> str:
     s = metrics["settings"]
-    lines = [f"# Data values: {title}", "", "## Settings", "", "| setting | value |",
-             "|---|---|"]
+    lines = [f"# Data values: {title}", "", *issues_section(metrics),
+             "## Settings", "", "| setting | value |", "|---|---|"]
     for key in ("env", "csv", "label_column", "valid_csv", "test_csv", "noise_rate", "agent",
                 "steps", "seed"):
         if s.get(key) is not None:
@@ -225,7 +279,8 @@ def render_report(metrics: dict, dataset: ValuationDataset, title: str) -> str:
     if columns:
         lines.append(f"| columns | {column_summary(columns)} |")
     lines += ["", f"Updates: {metrics['steps_done']}, wall time: {metrics['seconds']} s.", "",
-              "## Metrics", "", "| metric | value |", "|---|---|"]
+              metrics["reference"], ""]
+    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     if metrics["noise_known"]:
         d = metrics["detection"]
         lines += [f"| detection AUROC | {_fmt(d['auroc'])} |",
@@ -233,17 +288,24 @@ def render_report(metrics: dict, dataset: ValuationDataset, title: str) -> str:
                   f"| F1 at the noise rate ({d['n_flagged']} lowest flagged) | {_fmt(d['f1'])} |",
                   f"| mean value clean - corrupted | {_fmt(metrics['value_gap'])} |"]
     r = metrics["robust_learning"]
-    lines += [f"| test accuracy, trained with values as weights | {_fmt(r['weighted'])} |",
-              f"| test accuracy, unweighted | {_fmt(r['unweighted'])} |",
-              f"| test accuracy, clean labels (ceiling) | {_fmt(r['clean'])} |"]
+    if not r.get("skipped"):
+        lines += [f"| test accuracy, trained with values as weights | {_fmt(r['weighted'])} |",
+                  f"| test accuracy, unweighted | {_fmt(r['unweighted'])} |"]
+        if r["clean"] is not None:
+            lines.append(f"| test accuracy, clean labels (ceiling) | {_fmt(r['clean'])} |")
+    if metrics.get("test"):
+        lines += ["", metrics["test"]]
     if r.get("skipped"):
-        lines += ["", f"Robust learning was skipped: {r['skipped']}."]
+        lines += ["", f"Robust learning and remove high / low were skipped: {r['skipped']}."
+                  if "test set" in r["skipped"] else
+                  f"Robust learning was skipped: {r['skipped']}."]
     if not metrics["noise_known"]:
         lines += ["", "The training labels' corruption is unknown (no --noise-rate), so "
                   "detection and discovery cannot be scored; the histogram and remove "
                   "high/low curves still show how the values rank the data."]
     lines += ["", "## Figures", ""]
-    lines += [f"![{name}]({name})" for name in metrics["figures"]]
+    lines += [f"![{name}]({name})" for name in metrics["figures"]
+              if name != RunDir.FIGURES["value_histogram"]]  # shown at the top
     return "\n".join(lines) + "\n"
 
 
@@ -259,6 +321,31 @@ def column_summary(columns: dict) -> str:
     return "; ".join(parts)
 
 
+def issues_section(metrics: dict) -> list[str]:
+    """report.md's lead: the most likely mislabeled rows and the value histogram."""
+    issues = metrics["label_issues"]
+    top = issues["top"]
+    has_line = top and top[0]["csv_line"] is not None
+    has_truth = top and top[0]["corrupted"] is not None
+    lines = ["## Rows most likely mislabeled", "",
+             f"{issues['n_flagged']} of {metrics['n_train']} rows are flagged: {issues['rule']}; "
+             f"its probabilities come from {issues['probabilities']}. All flagged rows, "
+             f"ranked, are in `{RunDir.LABEL_ISSUES}`; every row's value is in "
+             f"`{RunDir.VALUES}`. The {len(top)} lowest-valued rows:", "",
+             "| rank | " + ("line | " if has_line else "row | ") + "given label | "
+             "preferred label (probability) | value | flagged |"
+             + (" corrupted |" if has_truth else ""),
+             "|---|---|---|---|---|---|" + ("---|" if has_truth else "")]
+    for row in top:
+        where = row["csv_line"] if has_line else row["index"]
+        lines.append(f"| {row['rank']} | {where} | {row['given_label']} | "
+                     f"{row['preferred_label']} ({row['preferred_probability']:.2f}) | "
+                     f"{row['value']:.4g} | {'yes' if row['flagged'] else ''} |"
+                     + (f" {'yes' if row['corrupted'] else ''} |" if has_truth else ""))
+    histogram = RunDir.FIGURES["value_histogram"]
+    return lines + ["", f"![{histogram}]({histogram})", ""]
+
+
 def summary(metrics: dict) -> str:
     s, r = metrics["settings"], metrics["robust_learning"]
     lines = [f"{run_title(s)}: {metrics['steps_done']} updates in {metrics['seconds']} s"]
@@ -266,6 +353,12 @@ def summary(metrics: dict) -> str:
         d = metrics["detection"]
         lines.append(f"  detection AUROC {_fmt(d['auroc'])}  F1 {_fmt(d['f1'])}  "
                      f"clean - corrupted value {_fmt(metrics['value_gap'])}")
-    lines.append(f"  robust learning: test accuracy {_fmt(r['weighted'])} with values as "
-                 f"weights, {_fmt(r['unweighted'])} without, {_fmt(r['clean'])} on clean labels")
+    issues = metrics["label_issues"]
+    lines.append(f"  {issues['n_flagged']} of {metrics['n_train']} rows flagged as likely "
+                 "mislabeled (label_issues.csv)")
+    if not r.get("skipped"):
+        lines.append(f"  robust learning: test accuracy {_fmt(r['weighted'])} with values as "
+                     f"weights, {_fmt(r['unweighted'])} without" + (
+                         f", {_fmt(r['clean'])} on clean labels" if r["clean"] is not None
+                         else ""))
     return "\n".join(lines)
