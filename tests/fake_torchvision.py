@@ -29,12 +29,14 @@ class _Py2Str(str):
 
 
 class _Py2Pickler(pickle._Pickler):
-    """The pure-Python pickler, taught to write :class:`_Py2Str` the Python 2 way."""
+    """The pure-Python pickler, taught to write as Python 2's cPickle wrote the originals:
+    :class:`_Py2Str` and bytes (an array's raw data, its dtype code) as byte strings
+    (opcode BINSTRING), numpy's array builder under its old module ``numpy.core``."""
 
     dispatch = pickle._Pickler.dispatch.copy()
 
-    def _save_py2_str(self, obj: _Py2Str) -> None:
-        raw = obj.encode("latin-1")
+    def _save_py2_str(self, obj: str | bytes) -> None:
+        raw = obj if isinstance(obj, bytes) else obj.encode("latin-1")
         if len(raw) < 256:
             self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
         else:
@@ -42,6 +44,14 @@ class _Py2Pickler(pickle._Pickler):
         self.memoize(obj)
 
     dispatch[_Py2Str] = _save_py2_str
+    dispatch[bytes] = _save_py2_str
+
+    def save_global(self, obj, name=None) -> None:
+        module = pickle.whichmodule(obj, name or obj.__qualname__)
+        if module.startswith("numpy._core."):
+            module = "numpy.core." + module.removeprefix("numpy._core.")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
 
 
 def _dump_py2(obj: dict, path: Path) -> None:
