@@ -439,3 +439,22 @@ def test_cifar10_checksum_failure_through_the_cli_is_one_line(fake_root, capsys)
     err = capsys.readouterr().err
     assert err.startswith("dvrl: error: CIFAR-10 file ") and "fails the MD5 check" in err
     assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("swap", ["other_values", "other_entry"])
+def test_a_cache_swapped_for_other_finite_features_is_rebuilt(fake_root, swap):
+    """Only the pixels' hash is in the file name: the contents are hashed too, so a file
+    holding other features of the right shape is caught and rebuilt, not used."""
+    clean = sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    path = next(p for p in clean[7]["cache_files"] if "-train-" in p)
+    if swap == "other_values":
+        np.savez(path, features=np.random.default_rng(0).random((12, 3072), dtype=np.float32))
+    else:  # a valid cache file of another split (seed 5), copied under this one's name
+        other = sources.load_cifar10(root=fake_root, verify_checksums=False, seed=5, **SMALL)
+        shutil.copyfile(next(p for p in other[7]["cache_files"] if "-train-" in p), path)
+    with pytest.warns(UserWarning, match=r"unusable \((it holds no hash|its features do not "
+                                         r"match the hash).*rebuilt"):
+        again = sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    assert np.array_equal(again[0], clean[0])
+    with np.load(path, allow_pickle=False) as npz:  # rewritten: tensors only, no pickle
+        assert np.array_equal(npz["features"], clean[0]) and npz["sha256"].dtype.kind == "U"
