@@ -458,3 +458,16 @@ def test_a_cache_swapped_for_other_finite_features_is_rebuilt(fake_root, swap):
     assert np.array_equal(again[0], clean[0])
     with np.load(path, allow_pickle=False) as npz:  # rewritten: tensors only, no pickle
         assert np.array_equal(npz["features"], clean[0]) and npz["sha256"].dtype.kind == "U"
+
+
+def test_cifar10_download_only_when_files_are_missing_or_fail_the_check(fake_root, tmp_path,
+                                                                        monkeypatch):
+    calls = []
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive",
+                        lambda url, root, **kw: calls.append((url, root, kw["md5"])))
+    ds = sources.load_cifar10(root=fake_root, verify_checksums=False, download=True, **SMALL)
+    assert calls == [] and ds[0].shape == (12, 3072)  # present, unchecked: kept as they are
+    sources._download_cifar10(fake_root, verify_checksums=True)  # present, fail the check
+    sources._download_cifar10(tmp_path / "empty", verify_checksums=False)  # missing
+    assert [root for _, root, _ in calls] == [str(fake_root), str(tmp_path / "empty")]
+    assert all(md5 == "c58f30108f718f92721af3b95e74349a" for _, _, md5 in calls)
