@@ -1,10 +1,12 @@
 """Tiny CIFAR-10 and Fashion-MNIST files in the real on-disk formats, for offline tests.
 
-The files are read by torchvision's own loaders, so a test exercises the same code
-path as the real data sets. CIFAR-10 batches are Python 2 style pickles like the
-originals: their keys are byte strings (``b"data"`` with ``encoding="bytes"``, ``"data"``
-with torchvision's ``encoding="latin1"``). The images are random, so CIFAR-10 MD5 sums do
-not match: load them with ``verify_checksums=False``. Fashion-MNIST files are the
+The files are read by the same code as the real data sets (dvrl-env's restricted
+unpickler for CIFAR-10, torchvision's loader for Fashion-MNIST). CIFAR-10 batches are
+Python 2 pickles like the originals, byte for byte in kind: strings and an array's raw
+data as byte strings (``b"data"`` with ``encoding="bytes"``, ``"data"`` with
+``encoding="latin1"``), numpy's array builder under its old name ``numpy.core``. The
+images are random, so CIFAR-10 MD5 sums do not match: load them with
+``verify_checksums=False``. Fashion-MNIST files are the
 uncompressed big-endian idx files that torchvision reads after extraction.
 """
 

@@ -1,7 +1,7 @@
 """Named sources (digits, Adult, CIFAR-10, Fashion-MNIST), encoders and the feature cache.
 
-The image sets go through torchvision's real loaders on tiny files written in the real
-on-disk formats (tests/fake_torchvision.py); nothing touches the network.
+The image sets go through the real loaders on tiny files written in the real on-disk
+formats (tests/fake_torchvision.py); nothing touches the network.
 """
 
 from __future__ import annotations

@@ -228,6 +228,14 @@ class _RefusedGlobal(pickle.UnpicklingError):
     """A global that CIFAR-10's format never holds."""
 
 
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes in protocols 0-2, latin-1 only: no
+    other codec (whose lookup could import a module) is reached from a file."""
+    if encoding not in ("latin1", "latin-1"):
+        raise _RefusedGlobal(f"_codecs.encode with the codec {encoding!r}")
+    return codecs.encode(text, "latin-1")
+
+
 class _CifarUnpickler(pickle.Unpickler):
     """Unpickles only what CIFAR-10's python files hold: dicts, lists, strings, bytes,
     numbers and numpy arrays. Any other global (``os.system``, a class to build) is
@@ -237,7 +245,7 @@ class _CifarUnpickler(pickle.Unpickler):
         **_numpy_globals(),
         ("numpy", "ndarray"): np.ndarray,
         ("numpy", "dtype"): np.dtype,
-        ("_codecs", "encode"): codecs.encode,  # bytes, as Python 3 writes protocols 0-2
+        ("_codecs", "encode"): _latin1_bytes,  # bytes, as Python 3 writes protocols 0-2
     }
 
     def find_class(self, module: str, name: str) -> Any:
@@ -494,7 +502,7 @@ def load_cifar10(
     from torchvision.datasets import CIFAR10
 
     def open_split(root: Path, train: bool) -> _CifarSplit:
-        if download:
+        if download and train:  # the training split is opened first; once is enough
             _download_cifar10(root, verify_checksums)
         names = [name for name, _ in (CIFAR10.train_list if train else CIFAR10.test_list)]
         return _read_cifar10(root / CIFAR10.base_folder, names, verify_checksums)
