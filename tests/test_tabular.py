@@ -338,3 +338,19 @@ def test_a_control_character_in_a_label_is_an_error_naming_line_and_cell(tmp_pat
     assert str(err.value) == (
         f"{train}, line 22: the label (column 'y') {shown} holds the control character "
         f"'{char}'; remove it from the file (it would make a class of its own).")
+
+
+def test_numbers_beyond_float32_say_overflow_not_nan(tmp_path):
+    rows = [(i, "oslo", i % 2) for i in range(40)]
+    rows[3] = (1e308, "oslo", 1)
+    rows[4] = (-1e308, "rome", 0)
+    train = write_csv(tmp_path / "train.csv", rows)
+    valid = write_csv(tmp_path / "valid.csv", [(1e308, "oslo", 1), (2, "rome", 0)])
+    with pytest.raises(TableError, match=r"Column 'age' spans -1e\+308 to 1e\+308 in the "
+                                         r"training rows of .*train.csv, a range beyond "
+                                         r"float64; scale the column first"):
+        load_csv(train, "y", valid=valid, test=valid)
+    train = write_csv(tmp_path / "train.csv", [(i, "oslo", i % 2) for i in range(40)])
+    with pytest.raises(ValueError, match=r"x_valid has values that overflow float32 \(largest "
+                                         r"magnitude 2.564e\+306, first at row 0, column 0"):
+        load_csv(train, "y", valid=valid, test=valid)
