@@ -1,10 +1,12 @@
 """Tiny CIFAR-10 and Fashion-MNIST files in the real on-disk formats, for offline tests.
 
-The files are read by torchvision's own loaders, so a test exercises the same code
-path as the real data sets. CIFAR-10 batches are Python 2 style pickles like the
-originals: their keys are byte strings (``b"data"`` with ``encoding="bytes"``, ``"data"``
-with torchvision's ``encoding="latin1"``). The images are random, so CIFAR-10 MD5 sums do
-not match: load them with ``verify_checksums=False``. Fashion-MNIST files are the
+The files are read by the same code as the real data sets (dvrl-env's restricted
+unpickler for CIFAR-10, torchvision's loader for Fashion-MNIST). CIFAR-10 batches are
+Python 2 pickles like the originals, byte for byte in kind: strings and an array's raw
+data as byte strings (``b"data"`` with ``encoding="bytes"``, ``"data"`` with
+``encoding="latin1"``), numpy's array builder under its old name ``numpy.core``. The
+images are random, so CIFAR-10 MD5 sums do not match: load them with
+``verify_checksums=False``. Fashion-MNIST files are the
 uncompressed big-endian idx files that torchvision reads after extraction.
 """
 
@@ -29,12 +31,14 @@ class _Py2Str(str):
 
 
 class _Py2Pickler(pickle._Pickler):
-    """The pure-Python pickler, taught to write :class:`_Py2Str` the Python 2 way."""
+    """The pure-Python pickler, taught to write as Python 2's cPickle wrote the originals:
+    :class:`_Py2Str` and bytes (an array's raw data, its dtype code) as byte strings
+    (opcode BINSTRING), numpy's array builder under its old module ``numpy.core``."""
 
     dispatch = pickle._Pickler.dispatch.copy()
 
-    def _save_py2_str(self, obj: _Py2Str) -> None:
-        raw = obj.encode("latin-1")
+    def _save_py2_str(self, obj: str | bytes) -> None:
+        raw = obj if isinstance(obj, bytes) else obj.encode("latin-1")
         if len(raw) < 256:
             self.write(pickle.SHORT_BINSTRING + bytes([len(raw)]) + raw)
         else:
@@ -42,6 +46,14 @@ class _Py2Pickler(pickle._Pickler):
         self.memoize(obj)
 
     dispatch[_Py2Str] = _save_py2_str
+    dispatch[bytes] = _save_py2_str
+
+    def save_global(self, obj, name=None) -> None:
+        module = pickle.whichmodule(obj, name or obj.__qualname__)
+        if module.startswith("numpy._core."):
+            module = "numpy.core." + module.removeprefix("numpy._core.")
+        self.write(pickle.GLOBAL + f"{module}\n{name or obj.__qualname__}\n".encode())
+        self.memoize(obj)
 
 
 def _dump_py2(obj: dict, path: Path) -> None:

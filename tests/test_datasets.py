@@ -100,3 +100,65 @@ def test_unknown_dataset_name_lists_the_valid_ones():
 def test_image_options_on_tabular_dataset_are_refused():
     with pytest.raises(ValueError, match="image datasets only"):
         load_dataset("digits", encoder="resnet18")
+
+
+def test_validation_missing_a_class_names_it_when_the_labels_have_names():
+    x, y = separable_arrays()
+    y = y + (x[:, 1] > 1)
+    keep = y[100:] < 2
+    with pytest.warns(UserWarning, match=r"class\(es\) \[2\] \('high'\); its reward"):
+        from_arrays(x[:100], y[:100], x[100:][keep], y[100:][keep], num_classes=3,
+                    meta={"label_names": ["low", "mid", "high"]})
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_features_beyond_float32_are_called_an_overflow_not_nan(split):
+    """1e308 is finite in float64 but not in float32, where features are kept."""
+    x, y = separable_arrays()
+    x = x.astype(np.float64)
+    rows = {"train": slice(0, 100), "valid": slice(100, 200), "test": slice(200, None)}
+    part = x[rows[split]]
+    part[4, 1], part[7, 0] = 1e308, -1.25e308
+    with pytest.raises(ValueError) as err:
+        from_arrays(x[:100], y[:100], x[100:200], y[100:200], x[200:], y[200:])
+    message = str(err.value)
+    assert message.startswith(f"x_{split} has values that overflow float32 (largest magnitude "
+                              "1.25e+308, first at row 4, column 1; float32 holds up to "
+                              "3.403e+38)")
+    assert "scale them" in message and "NaN" not in message
+    x[rows[split]][4, 1] = np.nan  # a real NaN is still called one
+    with pytest.raises(ValueError, match=rf"x_{split} has values that overflow"):
+        from_arrays(x[:100], y[:100], x[100:200], y[100:200], x[200:], y[200:])
+    x[rows[split]][7, 0] = 0.0
+    with pytest.raises(ValueError, match=rf"x_{split} contains NaN or inf \(first at row 4"):
+        from_arrays(x[:100], y[:100], x[100:200], y[100:200], x[200:], y[200:])
+
+
+def test_a_python_int_beyond_float_is_an_overflow_error():
+    x, y = separable_arrays()
+    rows = x[:100].tolist()
+    rows[3][0] = 10**400
+    with pytest.raises(ValueError, match="x_train holds a number too large for float32"):
+        from_arrays(rows, y[:100], x[100:200], y[100:200])
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, "3"])
+def test_a_bad_data_seed_names_the_option_and_the_range(seed):
+    with pytest.raises(ValueError, match=r"data_seed \(seed= of load_dataset\) must be a whole "
+                                         r"number from 0 to 2\*\*64 - 1 .*got "):
+        load_dataset("digits", n_train=100, n_valid=50, n_test=50, seed=seed)
+    x, y = separable_arrays()
+    with pytest.raises(ValueError, match=r"^seed must be a whole number from 0 to 2\*\*64 - 1"):
+        from_arrays(x[:100], y[:100], x[100:200], y[100:200], seed=seed)
+    with pytest.raises(ValueError, match=r"^seed must be a whole number"):
+        add_label_noise(y, 2, 0.1, seed=seed)
+
+
+def test_a_bad_data_seed_of_the_env_names_data_seed():
+    import gymnasium as gym
+
+    with pytest.raises(ValueError, match=r"data_seed .* from 0 to 2\*\*64 - 1.*got -1"):
+        gym.make("DataValuation-Digits-v0", data_seed=-1, n_train=100, n_valid=50)
+    env = gym.make("DataValuation-Digits-v0", data_seed=2**64 - 1, n_train=100, n_valid=50)
+    assert env.unwrapped.dataset.meta["data_seed"] == 2**64 - 1
+    env.close()

@@ -1,12 +1,14 @@
 """Named sources (digits, Adult, CIFAR-10, Fashion-MNIST), encoders and the feature cache.
 
-The image sets go through torchvision's real loaders on tiny files written in the real
-on-disk formats (tests/fake_torchvision.py); nothing touches the network.
+The image sets go through the real loaders on tiny files written in the real on-disk
+formats (tests/fake_torchvision.py); nothing touches the network.
 """
 
 from __future__ import annotations
 
+import hashlib
 import pickle
+import shutil
 
 import numpy as np
 import pytest
@@ -164,7 +166,7 @@ def test_cifar10_flatten_features_are_the_raw_pixels(fake_root):
 
 
 def test_cifar10_checksums_fail_clearly_on_unofficial_files(fake_root):
-    with pytest.raises(RuntimeError, match="verify_checksums=False"):
+    with pytest.raises(ValueError, match="verify_checksums=False"):
         sources.load_cifar10(root=fake_root, verify_checksums=True, **SMALL)
 
 
@@ -328,3 +330,144 @@ def test_a_damaged_cache_file_warns_and_is_rebuilt(fake_root, damage):
     assert np.array_equal(again[0], clean[0])
     with np.load(path) as npz:
         assert np.array_equal(npz["features"], clean[0])  # rewritten with correct values
+
+
+# --- CIFAR-10 files that are damaged, unofficial or crafted ------------------------------
+
+
+class _Payload:
+    """Unpickling this runs a shell command that creates ``marker``: a crafted file."""
+
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        import shlex
+
+        return os.system, (f"touch {shlex.quote(self.marker)}",)
+
+
+def _official_md5(path) -> str:
+    """torchvision's sum for a CIFAR-10 file name: an MD5 check that every file passes."""
+    from torchvision.datasets import CIFAR10
+
+    sums = dict(CIFAR10.train_list + CIFAR10.test_list)
+    return sums.get(path.name, CIFAR10.meta["md5"])
+
+
+@pytest.mark.parametrize("verify_checksums", [False, True])
+@pytest.mark.parametrize("name", ["batches.meta", "data_batch_1", "test_batch"])
+def test_a_crafted_cifar_pickle_is_refused_and_runs_nothing(fake_root, monkeypatch, tmp_path,
+                                                            name, verify_checksums):
+    folder = fake_root / "cifar-10-batches-py"
+    marker = tmp_path / "payload_ran"
+    with open(folder / name, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    entry["labels" if name != "batches.meta" else "label_names"] = _Payload(marker)
+    with open(folder / name, "wb") as f:
+        pickle.dump(entry, f, protocol=2)
+    if verify_checksums:  # as if the crafted file matched the MD5 sum: the reader must hold
+        monkeypatch.setattr(sources, "_md5", _official_md5, raising=False)
+        monkeypatch.setattr("torchvision.datasets.cifar.check_integrity", lambda *a: True)
+    with pytest.raises(Exception) as err:  # noqa: B017 - the type is checked below
+        sources.load_cifar10(root=fake_root, verify_checksums=verify_checksums, **SMALL)
+    assert not marker.exists(), "loading the file ran its code"
+    assert isinstance(err.value, ValueError)  # the CLI prints it, no traceback
+    message = str(err.value)
+    assert str(folder / name) in message and "system" in message and "refused" in message
+    assert "download=True" in message and "\n" not in message
+
+
+def test_a_damaged_cifar_pickle_names_the_file(fake_root):
+    path = fake_root / "cifar-10-batches-py" / "data_batch_3"
+    path.write_bytes(path.read_bytes()[:200])
+    with pytest.raises(sources.DataFileError, match=rf"{path} cannot be read as a CIFAR-10 "
+                                                    r"python file \(.*\); it is damaged"):
+        sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    pickle.dump({"data": np.zeros((2, 3072), dtype=np.float64), "labels": [0, 1]},
+                path.open("wb"))
+    with pytest.raises(sources.DataFileError, match=rf"{path} holds no uint8 images"):
+        sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    pickle.dump({"data": np.zeros((2, 3072), dtype=np.uint8), "labels": [0, 10]},
+                path.open("wb"))
+    with pytest.raises(sources.DataFileError, match=r"no list of 2 labels in 0\.\.9"):
+        sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+
+
+@pytest.mark.parametrize("protocol", [2, 3, 4, 5])
+def test_cifar_batches_repacked_by_python3_are_read(fake_root, protocol):
+    """A copy re-written with Python 3's pickle (any protocol) holds the same kinds of
+    objects under other names (numpy._core, _codecs.encode, _frombuffer): still read."""
+    clean = sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    folder = fake_root / "cifar-10-batches-py"
+    for path in folder.iterdir():
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")
+        with open(path, "wb") as f:
+            pickle.dump(entry, f, protocol=protocol)
+    shutil.rmtree(fake_root / "dvrl_cache")
+    again = sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    assert all(np.array_equal(a, b) for a, b in zip(again[:6], clean[:6], strict=True))
+    assert again[7]["class_names"] == clean[7]["class_names"]
+
+
+def test_cifar10_checksum_failure_is_one_clear_error(fake_root, monkeypatch):
+    path = fake_root / "cifar-10-batches-py" / "data_batch_1"
+    found = hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    with pytest.raises(ValueError) as err:  # a ValueError: the CLI prints it, no traceback
+        sources.load_cifar10(root=fake_root, verify_checksums=True, **SMALL)
+    message = str(err.value)
+    assert f"{path} fails the MD5 check (expected c99cafc152244af753f735de768cd75f, " \
+           f"found {found}), and so do data_batch_2," in message
+    assert "download=True" in message and "verify_checksums=False" in message
+    assert "\n" not in message
+    (fake_root / "cifar-10-batches-py" / "batches.meta").unlink()
+    monkeypatch.setattr(sources, "_md5", _official_md5)  # the batches pass, the meta is gone
+    with pytest.raises(ValueError, match=r"batches.meta fails the MD5 check \(expected "
+                                         r"5ff9c542aee3614f3951f8cda6e48888, found no file\)"):
+        sources.load_cifar10(root=fake_root, verify_checksums=True, **SMALL)
+
+
+def test_cifar10_checksum_failure_through_the_cli_is_one_line(fake_root, capsys):
+    from dvrl_env import cli
+
+    args = ["value", "--env", "DataValuation-CIFAR10-v0", "--agent", "random", "--steps", "1",
+            "--out", str(fake_root / "out"), "--env-arg", f"root={fake_root}",
+            *(f"--env-arg={k}={v}" for k, v in SMALL.items())]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("dvrl: error: CIFAR-10 file ") and "fails the MD5 check" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("swap", ["other_values", "other_entry"])
+def test_a_cache_swapped_for_other_finite_features_is_rebuilt(fake_root, swap):
+    """Only the pixels' hash is in the file name: the contents are hashed too, so a file
+    holding other features of the right shape is caught and rebuilt, not used."""
+    clean = sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    path = next(p for p in clean[7]["cache_files"] if "-train-" in p)
+    if swap == "other_values":
+        np.savez(path, features=np.random.default_rng(0).random((12, 3072), dtype=np.float32))
+    else:  # a valid cache file of another split (seed 5), copied under this one's name
+        other = sources.load_cifar10(root=fake_root, verify_checksums=False, seed=5, **SMALL)
+        shutil.copyfile(next(p for p in other[7]["cache_files"] if "-train-" in p), path)
+    with pytest.warns(UserWarning, match=r"unusable \((it holds no hash|its features do not "
+                                         r"match the hash).*rebuilt"):
+        again = sources.load_cifar10(root=fake_root, verify_checksums=False, **SMALL)
+    assert np.array_equal(again[0], clean[0])
+    with np.load(path, allow_pickle=False) as npz:  # rewritten: tensors only, no pickle
+        assert np.array_equal(npz["features"], clean[0]) and npz["sha256"].dtype.kind == "U"
+
+
+def test_cifar10_download_only_when_files_are_missing_or_fail_the_check(fake_root, tmp_path,
+                                                                        monkeypatch):
+    calls = []
+    monkeypatch.setattr("torchvision.datasets.utils.download_and_extract_archive",
+                        lambda url, root, **kw: calls.append((url, root, kw["md5"])))
+    ds = sources.load_cifar10(root=fake_root, verify_checksums=False, download=True, **SMALL)
+    assert calls == [] and ds[0].shape == (12, 3072)  # present, unchecked: kept as they are
+    sources._download_cifar10(fake_root, verify_checksums=True)  # present, fail the check
+    sources._download_cifar10(tmp_path / "empty", verify_checksums=False)  # missing
+    assert [root for _, root, _ in calls] == [str(fake_root), str(tmp_path / "empty")]
+    assert all(md5 == "c58f30108f718f92721af3b95e74349a" for _, _, md5 in calls)

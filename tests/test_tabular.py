@@ -310,3 +310,47 @@ def test_line_numbers_count_the_header_and_blank_lines(tmp_path):
     train.write_text(text + "abc,rome,no\n")
     with pytest.raises(TableError, match="train.csv, line 16, column 'age': the value 'abc'"):
         load_csv(train, "y", valid=valid, test=test)
+
+
+def test_numeric_labels_floats_cannot_tell_apart_stay_two_classes(tmp_path):
+    big = ["12345678901234567890", "12345678901234567891"]  # one float64: 1.2345678901234567e+19
+    rows = [(20 + i, "oslo", big[i % 2]) for i in range(10)]
+    train, valid, test = three_files(tmp_path, rows, rows[:4], rows[4:8])
+    ds = load_csv(train, "y", valid=valid, test=test)
+    assert ds.num_classes == 2 and ds.meta["label_names"] == big
+    assert list(ds.y_train) == [i % 2 for i in range(10)]
+    small = ["0.1", "0.10000000000000001", "1e-5", "3e+30"]  # 0.1 == 0.10000000000000001 in float
+    rows = [(20 + i, "oslo", small[i % 4]) for i in range(8)]
+    train, valid, test = three_files(tmp_path, rows, rows, rows)
+    ds = load_csv(train, "y", valid=valid, test=test)
+    assert ds.meta["label_names"] == ["1e-05", "0.1", "0.10000000000000001", "3e+30"]
+
+
+@pytest.mark.parametrize("label, char", [("1\x00", "\\x00"), ("yes\x07", "\\x07"),
+                                         ('"ye\ts"', "\\t")])
+def test_a_control_character_in_a_label_is_an_error_naming_line_and_cell(tmp_path, label,
+                                                                         char):
+    train = write_csv(tmp_path / "train.csv", [*[(20 + i, "oslo", i % 2) for i in range(20)],
+                                               (30, "oslo", label), (31, "rome", 1)])
+    shown = repr(label.strip('"'))
+    with pytest.raises(TableError) as err:
+        load_csv(train, "y")
+    assert str(err.value) == (
+        f"{train}, line 22: the label (column 'y') {shown} holds the control character "
+        f"'{char}'; remove it from the file (it would make a class of its own).")
+
+
+def test_numbers_beyond_float32_say_overflow_not_nan(tmp_path):
+    rows = [(i, "oslo", i % 2) for i in range(40)]
+    rows[3] = (1e308, "oslo", 1)
+    rows[4] = (-1e308, "rome", 0)
+    train = write_csv(tmp_path / "train.csv", rows)
+    valid = write_csv(tmp_path / "valid.csv", [(1e308, "oslo", 1), (2, "rome", 0)])
+    with pytest.raises(TableError, match=r"Column 'age' spans -1e\+308 to 1e\+308 in the "
+                                         r"training rows of .*train.csv, a range beyond "
+                                         r"float64; scale the column first"):
+        load_csv(train, "y", valid=valid, test=valid)
+    train = write_csv(tmp_path / "train.csv", [(i, "oslo", i % 2) for i in range(40)])
+    with pytest.raises(ValueError, match=r"x_valid has values that overflow float32 \(largest "
+                                         r"magnitude 2.564e\+306, first at row 0, column 0"):
+        load_csv(train, "y", valid=valid, test=valid)

@@ -86,6 +86,10 @@ class Column:
                              "missing cells cannot be imputed; fill it in or drop it with "
                              f"drop_columns=[{self.name!r}].")
         low, high = float(train.min()), float(train.max())
+        if not np.isfinite(high - low):  # e.g. -1e308 and 1e308: min-max would give NaN
+            raise TableError(f"Column {self.name!r} spans {low:.4g} to {high:.4g} in "
+                             f"{training}, a range beyond float64; scale the column first "
+                             "(e.g. take logs, or divide it by a large power of ten).")
         return ColumnEncoding(self.name, self.missing, median=float(np.median(train)), low=low,
                               scale=high - low if high > low else 1.0)
 

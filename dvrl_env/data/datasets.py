@@ -14,7 +14,14 @@ from pathlib import Path
 
 import numpy as np
 
-from dvrl_env.data.registry import ALL, Splits, check_sizes, dataset_entry, dataset_names
+from dvrl_env.data.registry import (
+    ALL,
+    Splits,
+    check_seed,
+    check_sizes,
+    dataset_entry,
+    dataset_names,
+)
 
 __all__ = [
     "ValuationDataset",
@@ -93,6 +100,7 @@ def add_label_noise(
     """
     if not 0.0 <= noise_rate <= 1.0:
         raise ValueError(f"noise_rate must lie in [0, 1], got {noise_rate}.")
+    seed = check_seed(seed)
     labels = np.asarray(labels, dtype=np.int64)
     n_flip = int(round(noise_rate * len(labels)))
     mask = np.zeros(len(labels), dtype=bool)
@@ -112,7 +120,11 @@ def add_label_noise(
 
 def _as_features(x, split: str) -> np.ndarray:
     try:
-        arr = np.asarray(x, dtype=np.float32)
+        with np.errstate(over="ignore"):  # a value beyond float32 is reported below, by name
+            arr = np.asarray(x, dtype=np.float32)
+    except OverflowError as err:  # a Python int beyond even float64
+        raise ValueError(f"x_{split} holds a number too large for float32 ({err}); features "
+                         "are stored as float32, so scale them first.") from None
     except (TypeError, ValueError) as err:
         raise ValueError(
             f"x_{split} must be numeric; convert categorical columns to numbers first ({err})."
@@ -125,12 +137,32 @@ def _as_features(x, split: str) -> np.ndarray:
     if arr.ndim > 2:
         arr = arr.reshape(len(arr), -1)
     if not np.isfinite(arr).all():
+        _check_float32_range(x, arr, split)
         bad = np.argwhere(~np.isfinite(arr))[0]
         raise ValueError(
             f"x_{split} contains NaN or inf (first at row {bad[0]}, column {bad[1]}); "
             "impute or drop those values before valuation."
         )
     return np.ascontiguousarray(arr)
+
+
+def _check_float32_range(x, arr: np.ndarray, split: str) -> None:
+    """Values finite as given but beyond float32's range became inf in ``arr``: say so,
+    rather than call them NaN or inf, which they were not."""
+    try:
+        wide = np.asarray(x, dtype=np.float64).reshape(arr.shape)
+    except (TypeError, ValueError, OverflowError):
+        return
+    overflow = np.isfinite(wide) & ~np.isfinite(arr)
+    if overflow.any():
+        row, column = np.argwhere(overflow)[0]
+        largest = np.abs(wide[np.isfinite(wide)]).max()
+        raise ValueError(
+            f"x_{split} has values that overflow float32 (largest magnitude {largest:.4g}, "
+            f"first at row {row}, column {column}; float32 holds up to "
+            f"{np.finfo(np.float32).max:.4g}): features are stored as float32, so scale them "
+            "first (e.g. standardise each column, or take logs)."
+        )
 
 
 def _as_labels(y, split: str, n: int) -> np.ndarray:
@@ -177,6 +209,7 @@ def from_arrays(
     labels only, with ``seed``. Without a test split, the validation split is reused
     for testing (and ``meta["test_is_valid"]`` says so).
     """
+    seed = check_seed(seed)
     x_train = _as_features(x_train, "train")
     x_valid = _as_features(x_valid, "valid")
     y_train = _as_labels(y_train, "train", len(x_train))
@@ -222,8 +255,11 @@ def from_arrays(
         )
     missing = sorted(set(range(num_classes)) - set(present))
     if missing:
+        names = meta.get("label_names")  # a CSV's labels as written: say them, not indices
+        named = (f" ({', '.join(repr(str(names[i])) for i in missing)})"
+                 if isinstance(names, list) and len(names) == num_classes else "")
         warnings.warn(
-            f"The validation set has no example of class(es) {missing}; its reward cannot "
+            f"The validation set has no example of class(es) {missing}{named}; its reward cannot "
             "credit points of those classes. Use a larger or stratified validation split.",
             stacklevel=2,
         )
@@ -274,6 +310,7 @@ def load_dataset(
     ``source_options`` go to the dataset's loader.
     """
     entry = dataset_entry(name)
+    seed = check_seed(seed, "data_seed (seed= of load_dataset)")
     given = {"n_train": n_train, "n_valid": n_valid, "n_test": n_test}
     sizes = {key: getattr(entry, key) if value is None else value
              for key, value in given.items()}

@@ -437,24 +437,40 @@ def feature_cache_path(
     return Path(root) / "dvrl_cache" / ("-".join(parts) + ".npz")
 
 
+def _content_hash(path: Path, features: np.ndarray) -> str:
+    """SHA-256 of the features, their dtype and shape, and the cache file's name: a file
+    whose features were changed, or a valid cache file copied under another entry's name,
+    no longer matches the hash stored in it."""
+    digest = hashlib.sha256(f"{path.name}|{features.dtype.str}|{features.shape}|".encode())
+    digest.update(np.ascontiguousarray(features).tobytes())
+    return digest.hexdigest()
+
+
 def _read_cache(path: Path, n_rows: int | None) -> tuple[np.ndarray | None, str]:
     """The cached features, or None and why they cannot be trusted."""
     try:
         with np.load(path, allow_pickle=False) as npz:
             feats = npz["features"]
+            stored = str(npz["sha256"]) if "sha256" in npz.files else None
     except Exception as err:  # any unreadable file is rebuilt, never trusted
         return None, f"{type(err).__name__}: {err}"
     if feats.ndim != 2 or feats.dtype != np.float32:
         return None, f"expected float32 (n, d) features, found {feats.dtype} {feats.shape}"
     if n_rows is not None and feats.shape[0] != n_rows:
         return None, f"expected {n_rows} rows, found {feats.shape[0]}"
+    if stored is None:
+        return None, "it holds no hash of its contents (written by an older version?)"
+    if stored != _content_hash(path, feats):
+        return None, ("its features do not match the hash stored with them: the file was "
+                      "changed or swapped for another")
     if not np.isfinite(feats).all():
         return None, "it holds NaN or inf"
     return feats, ""
 
 
 def _write_atomic(path: Path, features: np.ndarray) -> None:
-    atomic_write(path, lambda f: np.savez(f, features=features))
+    digest = np.array(_content_hash(path, features))  # a unicode array: no pickle needed
+    atomic_write(path, lambda f: np.savez(f, features=features, sha256=digest))
 
 
 def cached_features(
@@ -462,8 +478,12 @@ def cached_features(
 ) -> np.ndarray:
     """Load features from ``path`` or compute them with ``compute()`` and store them.
 
-    A file that fails to load (truncated, corrupt, wrong shape or dtype, ``n_rows``
-    mismatch) is reported with a warning and rebuilt. A cache that cannot be written
+    The file stores the features with a SHA-256 of them (and of its own name). A file
+    that fails to load (truncated, corrupt, wrong shape or dtype, ``n_rows`` mismatch)
+    or whose features do not match the stored hash (changed, swapped for another
+    file) is reported with a warning and rebuilt: the cache is derived from raw files
+    that are at hand, so recomputing gives the right features, where an error would
+    only make the user delete the file by hand. A cache that cannot be written
     (read-only folder) only warns: the features are still returned.
     """
     path = Path(path)

@@ -29,6 +29,7 @@ __all__ = [
     "ALL",
     "DatasetEntry",
     "Splits",
+    "check_seed",
     "check_sizes",
     "dataset_entries",
     "dataset_entry",
@@ -122,6 +123,18 @@ def check_sizes(n_train: int | str, n_valid: int, n_test: int | None) -> None:
         if not integral or value < 1:
             also = f" or {ALL!r}" if name == "n_train" else ""
             raise ValueError(f"{name} must be a positive integer{also}, got {value!r}.")
+
+
+def check_seed(seed: int, option: str = "seed") -> int:
+    """``seed`` as an int, if it is a whole number in ``0..2**64 - 1``: numpy's generators
+    refuse negative seeds and torch's those of 2**64 and more, with messages that name no
+    option; this one names ``option``."""
+    integral = (isinstance(seed, numbers.Real) and not isinstance(seed, bool)
+                and float(seed).is_integer())
+    if not integral or not 0 <= seed < 2**64:
+        raise ValueError(f"{option} must be a whole number from 0 to 2**64 - 1 (it seeds the "
+                         f"data splits and the label noise), got {seed!r}.")
+    return int(seed)
 
 
 def resolve_n_train(n_train: int | str, available: int, what: str) -> int:

@@ -9,6 +9,7 @@ default sizes live in the entries (:mod:`dvrl_env.data.registry`), not here.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import functools
 import gzip
@@ -33,6 +34,7 @@ from dvrl_env.data.registry import (
 )
 
 __all__ = [
+    "DataFileError",
     "default_data_root",
     "load_adult",
     "load_cifar10",
@@ -203,25 +205,171 @@ register_dataset(DatasetEntry(
 # --- torchvision image sets -----------------------------------------------------------
 
 
-def _lenient_cifar10():
-    """CIFAR10 that only checks the files exist: same pickle format, same loader, no MD5."""
+class DataFileError(ValueError):
+    """A data file that is damaged, not the official one, or unsafe to read; the message
+    names the file and the fix (a ValueError, so the CLI prints it without a traceback)."""
+
+
+def _numpy_globals() -> dict[tuple[str, str], Any]:
+    """The numpy callables a pickled array needs, under every module name numpy has
+    pickled them from (``numpy.core`` before numpy 2, ``numpy._core`` since)."""
+    reconstruct = np.zeros(0).__reduce__()[0]  # numpy's _reconstruct, wherever it lives
+    scalar = np.float64(0).__reduce__()[0]
+    frombuffer = np.zeros(0).__reduce_ex__(5)[0]  # protocol 5's array builder
+    found = {}
+    for core in ("numpy.core", "numpy._core"):
+        found[(f"{core}.multiarray", "_reconstruct")] = reconstruct
+        found[(f"{core}.multiarray", "scalar")] = scalar
+        found[(f"{core}.numeric", "_frombuffer")] = frombuffer
+    return found
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    """A global that CIFAR-10's format never holds."""
+
+
+def _latin1_bytes(text: str, encoding: str) -> bytes:
+    """``_codecs.encode`` as Python 3 pickles bytes in protocols 0-2, latin-1 only: no
+    other codec (whose lookup could import a module) is reached from a file."""
+    if encoding not in ("latin1", "latin-1"):
+        raise _RefusedGlobal(f"_codecs.encode with the codec {encoding!r}")
+    return codecs.encode(text, "latin-1")
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles only what CIFAR-10's python files hold: dicts, lists, strings, bytes,
+    numbers and numpy arrays. Any other global (``os.system``, a class to build) is
+    refused before it is looked up, so a crafted file runs nothing."""
+
+    allowed: dict[tuple[str, str], Any] = {
+        **_numpy_globals(),
+        ("numpy", "ndarray"): np.ndarray,
+        ("numpy", "dtype"): np.dtype,
+        ("_codecs", "encode"): _latin1_bytes,  # bytes, as Python 3 writes protocols 0-2
+    }
+
+    def find_class(self, module: str, name: str) -> Any:
+        try:
+            return self.allowed[(module, name)]
+        except KeyError:
+            raise _RefusedGlobal(f"{module}.{name}") from None
+
+
+def _read_cifar_pickle(path: Path) -> Any:
+    """One CIFAR-10 python file, read with :class:`_CifarUnpickler` (``latin1``, as
+    torchvision reads the Python 2 originals)."""
+    try:
+        with open(path, "rb") as f:
+            return _CifarUnpickler(f, encoding="latin1").load()
+    except _RefusedGlobal as err:
+        raise DataFileError(
+            f"{path} is not a CIFAR-10 python file: it asks for {err}, which that format "
+            "never holds, so it was refused and nothing in it ran. Delete it and pass "
+            "download=True for the official files."
+        ) from None
+    except Exception as err:  # a damaged pickle fails in many ways; none is a bug here
+        raise DataFileError(
+            f"{path} cannot be read as a CIFAR-10 python file ({type(err).__name__}: {err}); "
+            "it is damaged or in another format. Delete it and pass download=True for the "
+            "official files."
+        ) from None
+
+
+def _md5(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)  # torchvision's checksums are MD5
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_md5(paths: dict[Path, str]) -> None:
+    """Each file against the MD5 sum torchvision lists for the official CIFAR-10 files:
+    one error naming the first file that fails, what was expected and what was found,
+    and the others that fail."""
+    failed = []
+    for path, expected in paths.items():
+        found = _md5(path) if path.is_file() else "no file"
+        if found != expected:
+            failed.append((path, expected, found))
+    if failed:
+        path, expected, found = failed[0]
+        others = [p.name for p, _, _ in failed[1:]]
+        raise DataFileError(
+            f"CIFAR-10 file {path} fails the MD5 check (expected {expected}, found {found})"
+            + (f", and so {'does' if len(others) == 1 else 'do'} {', '.join(others)}"
+               if others else "")
+            + ": corrupted, partial or not the official files. Delete them and pass "
+            "download=True to fetch the originals, or pass verify_checksums=False (env: "
+            "dataset_options={'verify_checksums': False}) to read files that are deliberately "
+            "not the originals (same format, e.g. small test files)."
+        )
+
+
+class _CifarSplit(NamedTuple):
+    data: np.ndarray  # uint8 (N, 3, 32, 32)
+    targets: np.ndarray  # int64 (N,)
+    classes: list[str]
+
+
+def _read_cifar10(folder: Path, names: list[str], verify_checksums: bool) -> _CifarSplit:
+    """The batches ``names`` and ``batches.meta`` of one CIFAR-10 folder, checked (MD5
+    sums when ``verify_checksums``, structure always) and read without running code."""
     from torchvision.datasets import CIFAR10
 
-    class UncheckedCIFAR10(CIFAR10):
-        def _check_integrity(self) -> bool:
-            folder = Path(self.root) / self.base_folder
-            return all((folder / name).is_file() for name, _ in self.train_list + self.test_list)
+    sums = dict(CIFAR10.train_list + CIFAR10.test_list)
+    meta_path = folder / CIFAR10.meta["filename"]
+    if verify_checksums:
+        _check_md5({**{folder / n: sums[n] for n in names}, meta_path: CIFAR10.meta["md5"]})
+    if meta_path.is_file():
+        meta = _read_cifar_pickle(meta_path)
+        classes = meta.get("label_names") if isinstance(meta, dict) else None
+        if not (isinstance(classes, list) and len(classes) >= 2
+                and all(isinstance(c, str) for c in classes)):
+            raise DataFileError(f"{meta_path} holds no list of class names under "
+                                "'label_names'; it is not CIFAR-10's batches.meta.")
+    else:  # only reached with verify_checksums=False: the names are not needed
+        classes = [str(i) for i in range(10)]
+    images, targets = [], []
+    for name in names:
+        path = folder / name
+        entry = _read_cifar_pickle(path)
+        data = entry.get("data") if isinstance(entry, dict) else None
+        labels = entry.get("labels", entry.get("fine_labels")) if isinstance(entry, dict) \
+            else None
+        if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2 \
+                or data.shape[1] != 3 * 32 * 32:
+            raise DataFileError(f"{path} holds no uint8 images shaped (n, 3072) under 'data'; "
+                                "it is not a CIFAR-10 batch.")
+        try:
+            labels = np.asarray(labels)
+        except Exception:  # a ragged or odd object: reported below
+            labels = np.asarray(None)
+        if labels.shape != (len(data),) or not np.issubdtype(labels.dtype, np.integer) \
+                or (len(labels) and (labels.min() < 0 or labels.max() >= len(classes))):
+            raise DataFileError(f"{path} holds no list of {len(data)} labels in "
+                                f"0..{len(classes) - 1} under 'labels'; it is not a "
+                                "CIFAR-10 batch.")
+        images.append(data.reshape(-1, 3, 32, 32))
+        targets.append(labels.astype(np.int64))
+    return _CifarSplit(np.concatenate(images), np.concatenate(targets), list(classes))
 
-        def _load_meta(self) -> None:
-            path = Path(self.root) / self.base_folder / self.meta["filename"]
-            if path.is_file():
-                with open(path, "rb") as f:
-                    self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
-            else:
-                self.classes = [str(i) for i in range(10)]
-            self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
-    return UncheckedCIFAR10
+def _download_cifar10(root: Path, verify_checksums: bool) -> None:
+    """Fetch and unpack the official archive unless the files are there (and, with
+    ``verify_checksums``, pass the MD5 check); torchvision checks the archive's MD5."""
+    from torchvision.datasets import CIFAR10
+    from torchvision.datasets.utils import download_and_extract_archive
+
+    folder = root / CIFAR10.base_folder
+    wanted = {folder / n: md5 for n, md5 in CIFAR10.train_list + CIFAR10.test_list}
+    wanted[folder / CIFAR10.meta["filename"]] = CIFAR10.meta["md5"]
+    if all(p.is_file() for p in wanted) and not verify_checksums:
+        return
+    if all(p.is_file() and _md5(p) == md5 for p, md5 in wanted.items()):
+        return
+    download_and_extract_archive(CIFAR10.url, str(root), filename=CIFAR10.filename,
+                                 md5=CIFAR10.tgz_md5)
 
 
 class _ImageFiles(NamedTuple):
@@ -339,10 +487,12 @@ def load_cifar10(
     Files live under ``root/cifar-10-batches-py`` (``root`` defaults to
     :func:`default_data_root`). Images, floats in [0, 1] shaped (N, 3, 32, 32), pass
     once through ``encoder`` (default ``"flatten"``, see :mod:`dvrl_env.data.encoders`) and
-    the features are cached under ``root/dvrl_cache``. torchvision checks the files'
-    MD5 sums; ``verify_checksums=False`` skips that and only checks the files exist,
-    reading the same pickle format with the same loader: the deliberate path for
-    small test files or re-packed copies. ``n_test=None`` takes the whole test batch;
+    the features are cached under ``root/dvrl_cache``. The files' MD5 sums are checked
+    against torchvision's list; ``verify_checksums=False`` skips that and only checks the
+    files exist: the deliberate path for small test files or re-packed copies. Either
+    way the pickles are read by an unpickler that builds only what the format holds
+    (dicts, lists, strings, numbers, numpy arrays), so a crafted file is refused with a
+    :class:`DataFileError` and runs nothing. ``n_test=None`` takes the whole test batch;
     ``n_train="all"`` every one of the 50,000 training images not drawn for validation.
     A pretrained ``encoder`` (``"resnet18-imagenet"``, ``"inception_v3-imagenet"``)
     fetches its weights too when ``download=True``. Encoding runs in chunks of
@@ -351,26 +501,16 @@ def load_cifar10(
     """
     from torchvision.datasets import CIFAR10
 
-    cls = CIFAR10 if verify_checksums else _lenient_cifar10()
-
-    def open_split(root: Path, train: bool) -> CIFAR10:
-        try:
-            return cls(str(root), train=train, download=download)
-        except RuntimeError as err:
-            if download:
-                raise
-            raise RuntimeError(
-                f"The CIFAR-10 files in {root / CIFAR10.base_folder} exist but fail "
-                f"torchvision's MD5 check ({err}): they are corrupted, partial or not the "
-                "official files. Delete them and pass download=True, or pass "
-                "verify_checksums=False to read them without checksums (same pickle format, "
-                "e.g. small test files)."
-            ) from err
+    def open_split(root: Path, train: bool) -> _CifarSplit:
+        if download and train:  # the training split is opened first; once is enough
+            _download_cifar10(root, verify_checksums)
+        names = [name for name, _ in (CIFAR10.train_list if train else CIFAR10.test_list)]
+        return _read_cifar10(root / CIFAR10.base_folder, names, verify_checksums)
 
     files = _ImageFiles("cifar10", "CIFAR-10", CIFAR10.base_folder,
                         tuple(n for n, _ in CIFAR10.train_list + CIFAR10.test_list), "about 170 MB")
     splits = _load_image_set(
-        files, open_split, lambda s: np.asarray(s.data).transpose(0, 3, 1, 2),  # NHWC -> NCHW
+        files, open_split, lambda s: s.data,  # already (N, 3, 32, 32)
         sizes=(n_train, n_valid, n_test), seed=seed, root=root, download=download,
         encoder=encoder, device=device, chunk_size=chunk_size, progress=progress,
     )

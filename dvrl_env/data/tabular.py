@@ -19,10 +19,12 @@ min-max). Nothing is dropped or merged silently; the policy:
   the word missing. A column taken as categorical although some cells are numbers warns,
   and so does one with more than ``MANY_CATEGORIES`` categories (an identifier column is
   better dropped with ``drop_columns``, ``dvrl value --drop-column NAME``).
-* **Labels**: when every label is a number, classes are the distinct numbers (``1`` and
-  ``1.0`` are one class), named by their shortest spelling and sorted numerically;
-  otherwise they are the distinct strings. A missing label is an error, and so is a label
-  in the validation or test rows that never occurs in the training rows.
+* **Labels**: when every label is a number, classes are the distinct numbers, compared
+  exactly (``1`` and ``1.0`` are one class; ``12345678901234567890`` and
+  ``12345678901234567891`` are two, though equal as floats), named by their shortest exact
+  spelling and sorted numerically; otherwise they are the distinct strings. A missing
+  label is an error, and so is a label holding a control character (a stray NUL) or a
+  label in the validation or test rows that never occurs in the training rows.
 * **Rows** are named by the line of the file where they start, as an editor shows it: the
   header is line 1 and blank lines count (they hold no row). Errors say "line N" and
   ``meta["train_lines"]`` gives the line of each training row.
@@ -36,9 +38,11 @@ import csv
 import math
 import shlex
 import sys
+import unicodedata
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 import numpy as np
@@ -170,18 +174,54 @@ def _present(cells: list[str], tokens: frozenset[str]) -> list[str | None]:
     return [None if _is_missing(c, tokens) else c for c in cells]
 
 
-def _number_name(value: float) -> str:
-    """The shortest spelling of a number: ``1.0`` -> ``1``, ``2.5`` -> ``2.5``."""
-    return repr(value + 0.0).removesuffix(".0")  # + 0.0 turns -0.0 into 0.0
+def _exact_number(text: str) -> Decimal:
+    """A finite number as written, exactly: floats would merge ``12345678901234567890`` and
+    ``12345678901234567891`` (both 1.2345678901234567e+19)."""
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # a spelling float() takes and Decimal does not: float's value
+        return Decimal(float(text))
+
+
+def _number_name(value: Decimal) -> str:
+    """The shortest exact spelling of a number: ``1.0`` -> ``1``, ``2.5`` -> ``2.5``,
+    ``-0.0`` -> ``0``; integers of up to 30 digits in full, other numbers as ``repr``
+    of a float would write them (``1e-05``), without ever rounding."""
+    sign, digit_tuple, exponent = value.as_tuple()
+    digits = "".join(map(str, digit_tuple))
+    significant = digits.rstrip("0")
+    if not significant:
+        return "0"
+    exponent += len(digits) - len(significant)  # the value is significant * 10**exponent
+    magnitude = exponent + len(significant) - 1  # the power of ten of the leading digit
+    if exponent >= 0 and magnitude < 30:
+        text = significant + "0" * exponent
+    elif exponent < 0 and -4 <= magnitude < 16:
+        point = len(significant) + exponent
+        text = (f"{significant[:point]}.{significant[point:]}" if point > 0
+                else f"0.{'0' * -point}{significant}")
+    else:
+        mantissa = significant[0] + (f".{significant[1:]}" if len(significant) > 1 else "")
+        text = f"{mantissa}e{magnitude:+03d}"
+    return ("-" if sign else "") + text
+
+
+def _control_character(text: str) -> str | None:
+    """The first control character (Unicode category Cc, e.g. NUL) in ``text``, if any."""
+    if text.isprintable():  # the common case, fast
+        return None
+    return next((ch for ch in text if unicodedata.category(ch) == "Cc"), None)
 
 
 def _label_encoding(parts: list[Table], column: str,
                     tokens: frozenset[str]) -> tuple[list[np.ndarray], list[str]]:
     """Integer labels for each split and the class names.
 
-    Labels that are all numbers are compared as numbers, so ``1`` in one file and ``1.0``
-    in another are one class; every class of the validation and test rows must occur in
-    the training rows, or the predictor could never learn it.
+    Labels that are all numbers are compared as exact numbers, so ``1`` in one file and
+    ``1.0`` in another are one class while numbers a float cannot tell apart stay two;
+    every class of the validation and test rows must occur in the training rows, or the
+    predictor could never learn it. A control character in a label (a stray NUL, a tab
+    inside a quoted cell) would make a class that looks like another: it is an error.
     """
     cells = [t.column(column) for t in parts]
     for t, col in zip(parts, cells, strict=True):
@@ -190,9 +230,14 @@ def _label_encoding(parts: list[Table], column: str,
                 raise TableError(f"{t.path}, line {line}: the label (column {column!r}) is "
                                  f"missing ({cell!r}); every row needs one, so fill it in or "
                                  "remove the row.")
-    numbers = [[_parse_float(c) for c in col] for col in cells]
-    if all(v is not None for col in numbers for v in col):
-        keys, spell = numbers, _number_name
+            bad = _control_character(cell)
+            if bad is not None:
+                raise TableError(f"{t.path}, line {line}: the label (column {column!r}) "
+                                 f"{cell!r} holds the control character {bad!r}; remove it "
+                                 "from the file (it would make a class of its own).")
+    if all(_parse_float(c) is not None for col in cells for c in col):
+        exact = {c: _exact_number(c) for col in cells for c in col}  # each spelling once
+        keys, spell = [[exact[c] for c in col] for col in cells], _number_name
     else:
         keys, spell = cells, str
     classes = sorted({k for col in keys for k in col})
