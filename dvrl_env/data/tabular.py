@@ -49,6 +49,7 @@ import numpy as np
 
 from dvrl_env.data.columns import Column, ColumnEncoding, TableError, encode_rows
 from dvrl_env.data.datasets import ValuationDataset, from_arrays
+from dvrl_env.data.registry import check_seed
 
 HELD_OUT_FRACTION = 0.2
 NUMERIC_SHARE = 0.9  # a column this numeric is taken as numeric; its stray words are errors
@@ -380,6 +381,7 @@ def load_csv(
     which). ``missing_values`` adds tokens to ``MISSING_TOKENS``; ``drop_columns`` are
     removed before anything else.
     """
+    seed = check_seed(seed, "data_seed (seed= of load_csv)")
     if validation not in ("given", "cross-fit"):
         raise ValueError(f"validation must be 'given' or 'cross-fit', got {validation!r}.")
     cross_fit = validation == "cross-fit"
