@@ -255,3 +255,38 @@ def test_find_label_issues_gives_one_row_per_input_row(tmp_path):
 def test_find_label_issues_refuses_a_missing_label_column():
     with pytest.raises(ValueError, match="label 'y' is not a column"):
         dvrl_env.find_label_issues(pd.DataFrame({"a": [1, 2]}), label="y")
+
+
+# ---- what the report says it measured ----------------------------------------------------
+
+def test_without_a_test_split_the_report_says_accuracy_is_on_the_validation_set(tmp_path):
+    from dvrl_env.evaluation import report
+    from dvrl_env.runs import RunDir
+
+    x, y = blobs(200)
+    data = from_arrays(x[:150], y[:150], x[150:], y[150:], noise_rate=0.2, seed=0)
+    assert data.meta["test_is_valid"]
+    values = np.random.default_rng(0).random(150)
+    settings = {"env": "toy", "agent": "random", "seed": 0, "env_args": {}, "agent_args": {}}
+    metrics = report.write_run(RunDir(tmp_path), data, values, settings, seconds=1.0,
+                               steps_done=1)
+    text = (tmp_path / "report.md").read_text()
+    assert "test accuracy is measured on the validation set" in text
+    assert metrics["robust_learning"]["clean"] is not None  # the noise is known here
+
+
+def test_a_trajectory_without_auroc_has_no_empty_panel(tmp_path):
+    import matplotlib.image
+
+    from dvrl_env.evaluation import plots
+    from dvrl_env.evaluation.results import ValueTrajectory
+
+    def width(auroc):
+        step = np.arange(1.0, 4.0)
+        traj = ValueTrajectory(step=step, mean_value=np.array([0.5, 0.4, 0.3]),
+                               auroc=auroc, value_gap=None, reward=None, clean_mean=None,
+                               corrupted_mean=None, noise_fraction=None, columns={})
+        path = plots.plot_value_trajectory(traj, tmp_path / f"{auroc is None}.png", "t")
+        return matplotlib.image.imread(path).shape[1]
+
+    assert width(None) < 0.7 * width(np.array([0.6, 0.7, 0.8]))

@@ -103,8 +103,11 @@ def _finite(x: np.ndarray | None) -> bool:
 
 def plot_value_trajectory(result: ValueTrajectory, path: str | os.PathLike, title: str) -> Path:
     """Left: clean and corrupted mean value (or the overall mean without a noise
-    fraction) per step. Right: detection AUROC per step, when logged."""
-    fig, (left, right) = _figure(ncols=2, width=10.0)
+    fraction) per step. Right: detection AUROC per step, only when logged (without a
+    noise mask there is none, and no empty panel)."""
+    has_auroc = _finite(result.auroc)
+    fig, axes = _figure(ncols=2, width=10.0) if has_auroc else _figure()
+    left, right = axes if has_auroc else (axes, None)
     step = result.step
     if _finite(result.clean_mean):
         left.plot(step, result.clean_mean, color="tab:blue", label="clean points")
@@ -118,18 +121,16 @@ def plot_value_trajectory(result: ValueTrajectory, path: str | os.PathLike, titl
         left.legend(loc="best")
     else:
         _no_data(left, "no mean value in the log")
-    if _finite(result.auroc):
+    if has_auroc:
         right.plot(step, result.auroc, color="tab:purple", label="detection AUROC")
         right.axhline(0.5, ls=":", color="tab:gray", label="random (0.5)")
         right.set_ylim(-0.02, 1.02)
         right.legend(loc="best")
-    else:
-        _no_data(right, "no AUROC in the log (noise mask unknown)")
-    right.set_xlabel("step")
-    right.set_ylabel("AUROC of -value for corrupted points")
-    right.grid(alpha=0.3)
+        right.set_xlabel("step")
+        right.set_ylabel("AUROC of -value for corrupted points")
+        right.grid(alpha=0.3)
     if len(step) > 1 and np.isfinite(step).all() and step.min() < step.max():
-        for ax in (left, right):
+        for ax in (left, right) if has_auroc else (left,):
             ax.set_xlim(step.min(), step.max())
     return _save(fig, path, title)
 
