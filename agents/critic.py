@@ -62,7 +62,8 @@ class AdditiveCritic(UtilityAgent):
     The utility is that of :class:`~agents.credit.CreditAgent` (copies of the env with a
     logistic predictor at learning rate 0.05), on batches of ``batch_size`` 50: at 2,400
     fits without marginal information B = 50 beat 100 on Adult and Digits (median AUROC
-    0.856 / 0.946 against 0.846 / 0.940, ``benchmarks/reward_only_equal_fits.sh``). Options:
+    0.856 / 0.946 against 0.846 / 0.940, ``benchmarks/specs/reward_only_equal_fits.toml``).
+    Options:
     ``num_samples`` (K, 8), ``batch_size``, ``predictor``, ``predictor_lr``,
     ``exploration`` (``"half"`` or ``"values"``), ``temperature`` (1.0) and
     ``min_probability`` (0.2) of the ``"values"`` exploration, ``hidden_dim`` (16),
