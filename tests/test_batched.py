@@ -506,14 +506,20 @@ def test_layered_predictors_train_as_their_vmap(activation):
     weights = (torch.rand(3, 20, generator=generator) < 0.6).float()
     orders = torch.stack([epoch_permutations(20, 4, generator, torch.device("cpu"))
                           for _ in range(3)])
-    for stack in (layered, general):
-        stack.fit([0, 2], x, y, rows[[0, 2]], weights[[0, 2]], orders[[0, 2]], batch_size=8,
-                  lr=0.05)
-    for name, value in layered.params.items():
-        torch.testing.assert_close(value, general.params[name], atol=1e-6, rtol=0)
-        assert torch.equal(value[1], general.initial[name][1])  # slot 1 did not train
+    # one epoch (3 Adam steps) at a time from the same weights: explicit batched products
+    # and vmapped autograd round differently, and fits from where the last ended would
+    # add up the differences (the bound: FIT_ATOL's, on weights rather than a metric)
+    for epoch in range(orders.shape[1]):
+        general.load_state_dict(layered.state_dict())
+        for stack in (layered, general):
+            stack.fit([0, 2], x, y, rows[[0, 2]], weights[[0, 2]],
+                      orders[[0, 2], epoch:epoch + 1], batch_size=8, lr=0.05)
+        for name, value in layered.params.items():
+            torch.testing.assert_close(value, general.params[name], atol=FIT_ATOL, rtol=0)
+            assert torch.equal(value[1], general.initial[name][1])  # slot 1 did not train
     assert not torch.equal(layered.params["0.weight"][0], layered.initial["0.weight"][0])
-    torch.testing.assert_close(layered.logits(x), general.logits(x), atol=1e-6, rtol=0)
+    general.load_state_dict(layered.state_dict())  # the same weights: logits to rounding
+    torch.testing.assert_close(layered.logits(x), general.logits(x), atol=FIT_ATOL, rtol=0)
 
 
 @pytest.mark.float_sensitive

@@ -190,6 +190,7 @@ def tanh_predictor():
     del PREDICTORS["test_tanh"]
 
 
+@pytest.mark.float_sensitive  # one fit each, skipping or not: FIT_ATOL (test_batched)
 def test_a_registered_predictor_is_used_by_name_with_its_declared_traits(tanh_predictor):
     """A predictor is one factory plus one registration; declaring that unselected points
     may be skipped changes the work, not the rewards."""
