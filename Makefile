@@ -32,6 +32,7 @@ run: setup
 test: setup $(TEST_STAMP)
 	$(PY) -m ruff check dvrl_env agents tests benchmarks
 	$(PY) -m pytest -q
+	$(PY) tests/cpu_matrix.py
 
 bench: setup
 	$(PY) benchmarks/step_time.py

@@ -142,10 +142,11 @@ class CreditAgent(UtilityAgent):
         The credit measures how much a point helps the predictor, which is not the same
         as whether its label was flipped; where the marginal information is given it is
         the better detector, and the credit only reorders points it finds close. Measured
-        on Adult (seeds 0 / 1 / 2, 2,400 fits, ``benchmarks/credit_choices.py --study
-        mix``): c = 0.1 keeps the marginal's 0.925 / 0.900 / 0.918, c = 0.5 loses
-        0.002-0.003 and c = 2 loses 0.009-0.013. ``marginal_weight=0`` gives the marginal
-        information's ranking."""
+        on Adult (seeds 0 / 1 / 2, 2,400 fits, study ``mix`` of
+        ``benchmarks/specs/credit_choices.toml``, table in
+        ``benchmarks/results/credit_choices.md``): c = 0.1 keeps the marginal's 0.925 /
+        0.900 / 0.918, c = 0.5 loses 0.002-0.003 and c = 2 loses 0.009-0.013.
+        ``marginal_weight=0`` gives the marginal information's ranking."""
         p = np.clip(1.0 - given_label_marginal(observations), 0.01, 0.99)
         prior, learned = _z(np.log(p / (1.0 - p))), _z(smoothed)
         return prior + self.config.marginal_weight * learned

@@ -62,7 +62,8 @@ class AdditiveCritic(UtilityAgent):
     The utility is that of :class:`~agents.credit.CreditAgent` (copies of the env with a
     logistic predictor at learning rate 0.05), on batches of ``batch_size`` 50: at 2,400
     fits without marginal information B = 50 beat 100 on Adult and Digits (median AUROC
-    0.856 / 0.946 against 0.846 / 0.940, ``benchmarks/reward_only_equal_fits.sh``). Options:
+    0.856 / 0.946 against 0.846 / 0.940, ``benchmarks/specs/reward_only_equal_fits.toml``).
+    Options:
     ``num_samples`` (K, 8), ``batch_size``, ``predictor``, ``predictor_lr``,
     ``exploration`` (``"half"`` or ``"values"``), ``temperature`` (1.0) and
     ``min_probability`` (0.2) of the ``"values"`` exploration, ``hidden_dim`` (16),
@@ -70,7 +71,8 @@ class AdditiveCritic(UtilityAgent):
     ``rounds_per_step`` replayed rounds (32). One update is one round: K predictor fits.
 
     Defaults measured on seed 0 at 2,400 fits without marginal information (Adult /
-    Digits, ``benchmarks/credit_choices.py --study critic``): 64 units with 4 steps per
+    Digits, study ``critic`` of ``benchmarks/specs/credit_choices.toml``, table in
+    ``benchmarks/results/credit_choices.md``): 64 units with 4 steps per
     round 0.837 / 0.939; 16 units with 2 steps 0.871 / 0.697, with 8 steps 0.856 /
     0.909, with 16 steps 0.822 / 0.936: Adult's rewards are overfitted by more capacity
     or steps, Digits needs them; 8 steps is the compromise. Exploring from the values

@@ -56,26 +56,55 @@ def sync_of(env, k=K, wrap=None, mode=AutoresetMode.SAME_STEP) -> SyncVectorEnv:
     return SyncVectorEnv([one] * k, autoreset_mode=mode)
 
 
-def assert_same(a, b, path="") -> None:
-    """Equal observations and infos: arrays to 1e-5, dicts and object arrays recursively."""
+#: The float results of one predictor fit (the metric, a baseline, a reward) in two
+#: computations that differ only in how float32 sums are ordered: batched matrix
+#: products or a vmap against one module's autograd, and each CPU's kernels (default,
+#: AVX2, AVX-512 widths) order them differently again. Float32's unit roundoff is
+#: u = 2**-24 ~ 6e-8 and a sum of n terms is off by at most n * u of the summed
+#: magnitudes (n <= 200 here: the baseline's batch of every training point); Adam divides
+#: each gradient by its own scale, so a relative gradient error e moves a weight by about
+#: lr * e per step. One fit (3 epochs of one mini-batch: 3 steps at lr 0.05, e <= 200 u,
+#: lr * e * 3 ~ 2e-6) thus moves the weights of
+#: the two paths apart by ~1e-6, and the validation log loss, whose slope in the weights is
+#: of order one on these unit-scale features, by a few 1e-6: 1e-5 holds with room. It
+#: holds for ONE fit from the same weights only: fits that start where the previous
+#: ones ended (reset_mode "episode" and "never") add up and amplify their differences
+#: (1.2e-5 after 8 steps on an AVX-512 Xeon, issue 24), which is why the tests below
+#: give both paths the same weights before every step (``sync_predictors``). Measured
+#: for one fit: <= 1.2e-6 with default, AVX2 and AVX-512 kernels. A fault in the
+#: computation (one point more or less trained on, a learning rate 1% off) moves a fit's
+#: metric by 8e-5 or more (``test_one_fit_tolerance_is_far_below_a_fault``).
+FIT_ATOL = 1e-5
+#: float results of the env: a reward is a metric minus a baseline, each one fit
+FLOAT_KEYS = {"reward": 2 * FIT_ATOL, "metric": FIT_ATOL, "baseline": FIT_ATOL}
+
+
+def assert_same(a, b, path="", atol: float = 0.0, floats: dict | None = None) -> None:
+    """Equal observations and infos, dicts and object arrays recursively: bit for bit,
+    except the float results of fits (``floats``, default :data:`FLOAT_KEYS`: to their
+    tolerance; ``{}``: everything bit for bit)."""
+    floats = FLOAT_KEYS if floats is None else floats
     if isinstance(a, tuple):
         assert len(a) == len(b), path
         for i, (u, v) in enumerate(zip(a, b, strict=True)):
-            assert_same(u, v, f"{path}[{i}]")
+            assert_same(u, v, f"{path}[{i}]", atol, floats)
     elif isinstance(a, dict):
         assert sorted(a) == sorted(b), path
         for key in a:
-            assert_same(a[key], b[key], f"{path}/{key}")
+            assert_same(a[key], b[key], f"{path}/{key}", floats.get(key, atol), floats)
     elif isinstance(a, np.ndarray) and a.dtype == object:
         assert a.shape == b.shape, path
         for i, (u, v) in enumerate(zip(a, b, strict=True)):
             assert (u is None) == (v is None), path
             if u is not None:
-                assert_same(u, v, f"{path}[{i}]")
+                assert_same(u, v, f"{path}[{i}]", atol, floats)
     else:
         a, b = np.asarray(a), np.asarray(b)
         assert a.dtype == b.dtype and a.shape == b.shape, (path, a.dtype, b.dtype)
-        np.testing.assert_allclose(a, b, atol=1e-5, rtol=0, err_msg=path)
+        if atol:
+            np.testing.assert_allclose(a, b, atol=atol, rtol=0, err_msg=path)
+        else:
+            np.testing.assert_array_equal(a, b, err_msg=path)
 
 
 def actions_for(steps: int, seed: int = 0) -> np.ndarray:
@@ -85,18 +114,51 @@ def actions_for(steps: int, seed: int = 0) -> np.ndarray:
     return actions
 
 
+def sync_predictors(batched, sync) -> None:
+    """Give each sub-env of ``sync`` the current weights of ``batched``'s slot: the next
+    step then compares one fit from the same weights (see :data:`FIT_ATOL`). Initial
+    weights come from the same seeds and must already be equal, bit for bit."""
+    state = batched.core.predictors.state_dict()
+    for k, env in enumerate(sync.envs):
+        own = env.unwrapped.core.predictors
+        for name, value in own.state_dict()["initial"].items():
+            assert torch.equal(value[0], state["initial"][name][k]), name
+        own.load_state_dict({part: {name: value[k:k + 1] for name, value in tensors.items()}
+                             for part, tensors in state.items()})
+
+
+def assert_same_weights(batched, sync) -> None:
+    """The logistic predictor trains in closed form in both (one compiled loop whose
+    arithmetic per predictor does not depend on K): equal weights, bit for bit."""
+    params = batched.core.predictors.state_dict()["params"]
+    for k, env in enumerate(sync.envs):
+        for name, value in env.unwrapped.core.predictors.state_dict()["params"].items():
+            assert torch.equal(value[0], params[name][k]), (k, name)
+
+
+def step_both(batched, sync, action, t=0):
+    """One step of each from the same weights; its results compared as :func:`assert_same`
+    does (the reward to its tolerance)."""
+    sync_predictors(batched, sync)
+    step_b, step_s = batched.step(action), sync.step(action)
+    for name, u, v in zip(("obs", "reward", "terminated", "truncated", "info"),
+                          step_b, step_s, strict=True):
+        assert_same(u, v, f"step {t} {name}", FLOAT_KEYS.get(name, 0.0))
+    if batched.core.predictors.closed_form:
+        assert_same_weights(batched, sync)
+    return step_b
+
+
 def run_both(batched, sync, actions, seed=3):
     out_b, out_s = batched.reset(seed=seed), sync.reset(seed=seed)
     assert_same(out_b[0], out_s[0], "reset obs")
     assert_same(out_b[1], out_s[1], "reset info")
     for t, action in enumerate(actions):
-        step_b, step_s = batched.step(action), sync.step(action)
-        for name, u, v in zip(("obs", "reward", "terminated", "truncated", "info"),
-                              step_b, step_s, strict=True):
-            assert_same(u, v, f"step {t} {name}")
+        step_b = step_both(batched, sync, action, t)
     return step_b
 
 
+@pytest.mark.float_sensitive
 @pytest.mark.parametrize("predictor", sorted(PREDICTORS))
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_batched_equals_sync_vector_env(toy_dataset, predictor, mode):
@@ -107,6 +169,29 @@ def test_batched_equals_sync_vector_env(toy_dataset, predictor, mode):
     run_both(batched, sync_of(env), actions_for(3, seed=1), seed=[4, 9, 4])
 
 
+@pytest.mark.float_sensitive
+@pytest.mark.parametrize("predictor", sorted(PREDICTORS))
+def test_one_fit_tolerance_is_far_below_a_fault(toy_dataset, predictor):
+    """FIT_ATOL separates rounding from a wrong computation: one point more or less in
+    the selection, or a learning rate 1% off, moves one fit's metric well past it."""
+    env = make(toy_dataset, predictor=PREDICTORS[predictor])
+    selection = actions_for(3)[0, 0]
+
+    def metric(env, selection):
+        env = copy.deepcopy(env)
+        env.reset(seed=3)
+        return env.step(selection)[4]["metric"]
+
+    right = metric(env, selection)
+    assert metric(env, selection) == right  # one code path: bit for bit
+    for i in range(1, 6):
+        flipped = selection.copy()
+        flipped[i] = 1 - flipped[i]
+        assert abs(metric(env, flipped) - right) > 5 * FIT_ATOL, i
+    assert abs(metric(env.with_options(predictor_lr=0.0505), selection) - right) > 50 * FIT_ATOL
+
+
+@pytest.mark.float_sensitive
 @pytest.mark.parametrize("mode", sorted(MODES))
 def test_next_step_autoreset_equals_sync_vector_env(toy_dataset, mode):
     env = make(toy_dataset, **MODES[mode])
@@ -120,6 +205,7 @@ def test_next_step_autoreset_equals_sync_vector_env(toy_dataset, mode):
         assert not last[2].any() and (last[1] == 0).all()
 
 
+@pytest.mark.float_sensitive
 def test_disabled_autoreset_waits_for_a_masked_reset(toy_dataset):
     env = make(toy_dataset, reset_mode="episode", episode_length=2)
     batched = DataValuationVectorEnv.from_env(env, K, autoreset_mode=AutoresetMode.DISABLED)
@@ -131,8 +217,8 @@ def test_disabled_autoreset_waits_for_a_masked_reset(toy_dataset):
     mask = np.array([True, True, True])
     assert_same(batched.reset(options={"reset_mask": mask}),
                 sync.reset(options={"reset_mask": mask.copy()}))
-    for action in actions[2:]:
-        assert_same(batched.step(action), sync.step(action))
+    for t, action in enumerate(actions[2:]):
+        step_both(batched, sync, action, t)
 
 
 def test_gymnasium_vector_wrappers_take_the_next_step_env(toy_dataset):
@@ -157,6 +243,7 @@ def test_gymnasium_vector_wrappers_take_the_next_step_env(toy_dataset):
         DataValuationVectorEnv.from_env(make(toy_dataset), 2, autoreset_mode="sometimes")
 
 
+@pytest.mark.float_sensitive
 def test_a_single_env_state_is_a_one_slot_vector_env_state(toy_dataset):
     env = make(toy_dataset, reset_mode="episode", episode_length=3)
     env.reset(seed=5)
@@ -165,16 +252,18 @@ def test_a_single_env_state_is_a_one_slot_vector_env_state(toy_dataset):
     obs, _ = one_slot.reset(options={"state": env.state_dict()})
     np.testing.assert_array_equal(obs["x"][0], env.core.observe(env.core.indices[0])["x"])
     action = actions_for(3)[0, :1]  # one selection, for one slot
-    assert one_slot.step(action)[1][0] == pytest.approx(env.step(action[0])[1], abs=1e-6)
+    # one slot trains as the single env does (SinglePredictor): bit for bit
+    assert one_slot.step(action)[1][0] == env.step(action[0])[1]
     single = make(toy_dataset, reset_mode="episode", episode_length=3)
     single.reset(options={"state": one_slot.state_dict()})
-    assert single.step(action[0])[1] == pytest.approx(env.step(action[0])[1], abs=1e-6)
+    assert single.step(action[0])[1] == env.step(action[0])[1]
     three = DataValuationVectorEnv.from_env(env, 3)
     three.reset(seed=0)
     with pytest.raises(ValueError, match="3 slots, this env 1"):
         single.reset(options={"state": three.state_dict()})
 
 
+@pytest.mark.float_sensitive
 def test_fixed_and_moving_average_baselines_and_accuracy(toy_dataset):
     for options in ({"baseline": "moving_average", "baseline_window": 2, "metric": "accuracy"},
                     {"baseline": 0.25, "metric": "auc"}):
@@ -197,6 +286,7 @@ def test_all_zero_selection_leaves_the_predictor_untouched(toy_dataset):
         assert not torch.equal(value[0], before[name][0]), name
 
 
+@pytest.mark.float_sensitive
 def test_reset_mask_and_time_limit_match_sync(toy_dataset):
     env = make(toy_dataset, reset_mode="never", episode_length=4)
     batched = DataValuationVectorEnv.from_env(env, K, max_episode_steps=3)
@@ -206,8 +296,8 @@ def test_reset_mask_and_time_limit_match_sync(toy_dataset):
     out_b = batched.reset(seed=[1, None, 2], options={"reset_mask": mask})
     out_s = sync.reset(seed=[1, None, 2], options={"reset_mask": mask.copy()})
     assert_same(out_b, out_s)
-    for action in actions_for(3, seed=2):
-        assert_same(batched.step(action), sync.step(action))
+    for t, action in enumerate(actions_for(3, seed=2)):
+        step_both(batched, sync, action, t)
 
 
 def test_make_vec_uses_the_batched_env(toy_dataset):
@@ -272,9 +362,10 @@ def test_constructor_options_rebuild_the_env(toy_dataset):
     options = env.constructor_options()
     assert options["predictor"] == "logistic" and options["dataset"] is toy_dataset
     again = DataValuationEnv(**options)
-    assert_same(env.reset(seed=2), again.reset(seed=2))
+    assert_same(env.reset(seed=2), again.reset(seed=2), floats={})  # one code path
 
 
+@pytest.mark.float_sensitive
 @pytest.mark.parametrize("classes, n, epochs", [(2, 200, 20), (3, 50, 3)])
 def test_closed_form_logistic_matches_autograd(classes, n, epochs):
     generator = torch.Generator().manual_seed(0)
@@ -284,15 +375,21 @@ def test_closed_form_logistic_matches_autograd(classes, n, epochs):
     orders = epoch_permutations(n, epochs, generator, torch.device("cpu"))
     torch.manual_seed(0)
     autograd, closed = logistic(5, classes), logistic(5, classes)
-    closed.load_state_dict(autograd.state_dict())
-    options = {"orders": orders, "batch_size": 16, "lr": 0.05}
-    fit_weighted(autograd, x, y, weights, **options)
-    fit_logistic(closed, x, y, weights, **options)
-    assert not torch.equal(autograd.weight, logistic(5, classes).weight)
-    torch.testing.assert_close(closed.weight, autograd.weight, atol=1e-5, rtol=0)
-    torch.testing.assert_close(closed.bias, autograd.bias, atol=1e-5, rtol=0)
+    start = copy.deepcopy(autograd)
+    # one fit per epoch (up to 13 Adam steps) from the same weights: float32 rounding
+    # differs (numba's loop against torch's kernels), and fits that start where the
+    # previous ended would add up the differences; see FIT_ATOL for the bound
+    for epoch in range(epochs):
+        closed.load_state_dict(autograd.state_dict())
+        options = {"orders": orders[epoch:epoch + 1], "batch_size": 16, "lr": 0.05}
+        fit_weighted(autograd, x, y, weights, **options)
+        fit_logistic(closed, x, y, weights, **options)
+        torch.testing.assert_close(closed.weight, autograd.weight, atol=FIT_ATOL, rtol=0)
+        torch.testing.assert_close(closed.bias, autograd.bias, atol=FIT_ATOL, rtol=0)
+    assert (autograd.weight - start.weight).abs().max() > 100 * FIT_ATOL  # it did train
 
 
+@pytest.mark.float_sensitive
 def test_argsort_rows_is_torch_argsort_bit_for_bit():
     generator = torch.Generator().manual_seed(0)
     for shape in [(50, 300), (2, 3, 40), (4, 1)]:
@@ -308,16 +405,21 @@ def test_argsort_rows_is_torch_argsort_bit_for_bit():
     assert torch.equal(argsort_rows(huge), huge.argsort(dim=-1))
 
 
+@pytest.mark.float_sensitive
 def test_reinforce_with_k_samples_uses_the_batched_env(toy_dataset):
     env = make(toy_dataset)
     batched = Reinforce(env, seed=0, num_samples=K, log_every=100)
     assert isinstance(batched.vector_env, DataValuationVectorEnv)
     sync = Reinforce(env, seed=0, num_samples=K, log_every=100)
     sync.vector_env = make_vector_env(env, K, batched=False)
-    rewards = [[agent._update()["reward"] for _ in range(3)] for agent in (batched, sync)]
-    np.testing.assert_allclose(rewards[0], rewards[1], atol=1e-5)
+    for _ in range(3):  # each update from the same DVE: one fit's rounding per reward
+        sync.dve.load_state_dict(batched.dve.state_dict())
+        sync.optimizer.load_state_dict(batched.optimizer.state_dict())
+        assert batched._update()["reward"] == pytest.approx(sync._update()["reward"],
+                                                            abs=2 * FIT_ATOL, rel=0)
 
 
+@pytest.mark.float_sensitive
 @pytest.mark.parametrize("predictor", ["mlp", "logistic"])
 def test_fixed_baselines_trained_in_groups_equal_all_at_once(toy_dataset, predictor,
                                                              monkeypatch):
@@ -331,11 +433,19 @@ def test_fixed_baselines_trained_in_groups_equal_all_at_once(toy_dataset, predic
     monkeypatch.setattr(core, "BASELINE_VISITS", 1)  # one slot per group
     grouped = DataValuationVectorEnv.from_env(env, K)
     grouped.reset(seed=[3, 3, 8])
-    np.testing.assert_allclose(grouped.fixed_baselines, together.fixed_baselines, atol=1e-6)
+    # the closed form's arithmetic per predictor is the same in any group: bit for bit;
+    # batched matrix products over 1 or 3 predictors may order their sums differently
+    atol = 0 if predictor == "logistic" else FIT_ATOL
+    np.testing.assert_allclose(grouped.fixed_baselines, together.fixed_baselines, atol=atol,
+                               rtol=0)
     action = actions_for(3)[0]
-    np.testing.assert_allclose(grouped.step(action)[1], together.step(action)[1], atol=1e-5)
+    grouped_info, together_info = grouped.step(action)[4], together.step(action)[4]
+    # the same initial weights, trained all together in both: the same metrics, bit for bit
+    np.testing.assert_array_equal(grouped_info["final_info"]["metric"],
+                                  together_info["final_info"]["metric"])
 
 
+@pytest.mark.float_sensitive
 @pytest.mark.parametrize("classes", [2, 4])
 def test_closed_form_trains_k_predictors_on_their_own_rows_as_one_at_a_time(classes):
     """One call for K predictors, each with its own visits (not in lockstep), gives each
@@ -369,6 +479,7 @@ def test_closed_form_trains_k_predictors_on_their_own_rows_as_one_at_a_time(clas
         train_logistic(start.copy(), x[:, :5], labels, rows, weights, orders, **options)
 
 
+@pytest.mark.float_sensitive
 @pytest.mark.parametrize("activation", [torch.nn.Tanh, lambda: torch.nn.ELU(inplace=True)])
 def test_layered_predictors_train_as_their_vmap(activation):
     """A Sequential of Linear and elementwise layers (in place or not) trains as batched
@@ -395,16 +506,23 @@ def test_layered_predictors_train_as_their_vmap(activation):
     weights = (torch.rand(3, 20, generator=generator) < 0.6).float()
     orders = torch.stack([epoch_permutations(20, 4, generator, torch.device("cpu"))
                           for _ in range(3)])
-    for stack in (layered, general):
-        stack.fit([0, 2], x, y, rows[[0, 2]], weights[[0, 2]], orders[[0, 2]], batch_size=8,
-                  lr=0.05)
-    for name, value in layered.params.items():
-        torch.testing.assert_close(value, general.params[name], atol=1e-6, rtol=0)
-        assert torch.equal(value[1], general.initial[name][1])  # slot 1 did not train
+    # one epoch (3 Adam steps) at a time from the same weights: explicit batched products
+    # and vmapped autograd round differently, and fits from where the last ended would
+    # add up the differences (the bound: FIT_ATOL's, on weights rather than a metric)
+    for epoch in range(orders.shape[1]):
+        general.load_state_dict(layered.state_dict())
+        for stack in (layered, general):
+            stack.fit([0, 2], x, y, rows[[0, 2]], weights[[0, 2]],
+                      orders[[0, 2], epoch:epoch + 1], batch_size=8, lr=0.05)
+        for name, value in layered.params.items():
+            torch.testing.assert_close(value, general.params[name], atol=FIT_ATOL, rtol=0)
+            assert torch.equal(value[1], general.initial[name][1])  # slot 1 did not train
     assert not torch.equal(layered.params["0.weight"][0], layered.initial["0.weight"][0])
-    torch.testing.assert_close(layered.logits(x), general.logits(x), atol=1e-6, rtol=0)
+    general.load_state_dict(layered.state_dict())  # the same weights: logits to rounding
+    torch.testing.assert_close(layered.logits(x), general.logits(x), atol=FIT_ATOL, rtol=0)
 
 
+@pytest.mark.float_sensitive
 def test_layered_predictors_grouped_by_selection_train_as_all_together(monkeypatch):
     """With a batch of one mini-batch, predictors train in groups of similar selection
     sizes (less padding); each ends as if all had trained together."""

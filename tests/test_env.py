@@ -1,4 +1,5 @@
-"""DataValuationEnv: the contract of DESIGN.md, reset modes, seeding and bad input."""
+"""DataValuationEnv: its contract (README "The environment"), reset modes, seeding and bad
+input."""
 
 from __future__ import annotations
 

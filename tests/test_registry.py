@@ -190,6 +190,7 @@ def tanh_predictor():
     del PREDICTORS["test_tanh"]
 
 
+@pytest.mark.float_sensitive  # one fit each, skipping or not: FIT_ATOL (test_batched)
 def test_a_registered_predictor_is_used_by_name_with_its_declared_traits(tanh_predictor):
     """A predictor is one factory plus one registration; declaring that unselected points
     may be skipped changes the work, not the rewards."""
@@ -213,3 +214,39 @@ def test_a_registered_predictor_is_used_by_name_with_its_declared_traits(tanh_pr
         register_predictor("test_tanh", tanh_net)
     with pytest.raises(ValueError, match=r"Unknown predictor 'tanh'.*'test_tanh'"):
         gym.make("DataValuation-v0", dataset=data, predictor="tanh")
+
+
+def sequential_linear(num_features: int, num_classes: int) -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Linear(num_features, num_classes))
+
+
+def linear_without_bias(num_features: int, num_classes: int) -> torch.nn.Module:
+    return torch.nn.Linear(num_features, num_classes, bias=False)
+
+
+@pytest.mark.parametrize(("factory", "built"), [(sequential_linear, "a Sequential"),
+                                                (linear_without_bias, "a Linear without a bias")])
+@pytest.mark.parametrize("num_envs", [1, 2])
+def test_linear_true_is_checked_on_the_model_built(factory, built, num_envs):
+    """``linear=True`` sends training to the closed form, which reads one Linear's weight
+    and bias: any other model is refused at the first reset, before any step (it crashed
+    mid-step before, in the single and the stacked closed-form paths)."""
+    register_predictor("test_not_linear", factory, linear=True)
+    try:
+        x, y = separable_arrays(n=120, d=4, seed=1)
+        data = dvrl_env.from_arrays(x[:60], y[:60], x[60:], y[60:], noise_rate=0.2, seed=0)
+        env = (gym.make("DataValuation-v0", dataset=data, predictor="test_not_linear")
+               if num_envs == 1 else
+               gym.make_vec("DataValuation-v0", num_envs=2, dataset=data,
+                            predictor="test_not_linear"))
+        with pytest.raises(ValueError, match=rf"'test_not_linear' is registered with "
+                                             rf"linear=True, but its factory built {built};"):
+            env.reset(seed=0)
+    finally:
+        del PREDICTORS["test_not_linear"]
+    # a plain Linear with its bias is what linear=True means: it trains in closed form
+    spec = register_predictor("test_linear", torch.nn.Linear, linear=True)
+    try:
+        assert spec.build(4, 2, 0, torch.device("cpu")).bias is not None
+    finally:
+        del PREDICTORS["test_linear"]

@@ -152,16 +152,21 @@ def test_a_checkpoint_for_other_data_is_refused(tmp_path):
 
 
 def test_cli_resume_after_sigterm_equals_an_uninterrupted_run(tmp_path):
-    common = ["--agent", "reinforce", "--agent-arg", "num_samples=2", "--seed", "3",
-              "--steps", "400"]
+    """The signal reaches a run that cannot have finished (100,000 updates, minutes of
+    work, against a signal sent once 3 are logged); the run it is compared with is as long
+    as the stopped one's checkpoint and 3 more, whatever the machine's speed."""
+    common = ["--agent", "reinforce", "--agent-arg", "num_samples=2", "--seed", "3"]
     parted = tmp_path / "parted"
-    proc = start_run(parted, *common)
+    proc = start_run(parted, *common, "--steps", "100000")
     wait_for_log(parted, 3, proc)
     proc.terminate()
-    assert proc.wait(timeout=60) == 143  # stopped before its 400 updates
+    assert proc.wait(timeout=60) == 143  # stopped by the signal, not finished
+    stopped = torch.load(parted / RunDir.CHECKPOINT, weights_only=True)["steps_done"]
+    assert 3 <= stopped < 100000
+    steps = str(stopped + 3)
     whole = tmp_path / "whole"
-    assert start_run(whole, *common).wait(timeout=300) == 0
-    result = dvrl("value", "--resume", str(parted), "--quiet")
+    assert start_run(whole, *common, "--steps", steps).wait(timeout=300) == 0
+    result = dvrl("value", "--resume", str(parted), "--steps", steps, "--quiet")
     assert result.returncode == 0, result.stderr
     assert read_values(parted / "values.csv") == read_values(whole / "values.csv")
 
@@ -186,12 +191,15 @@ def test_a_killed_run_resumes_from_its_last_checkpoint(tmp_path):
 
 
 def test_a_run_killed_before_its_first_checkpoint_restarts_cleanly(tmp_path):
+    """A checkpoint every 1,000,000 updates: none is due before the kill, however fast or
+    slow the machine (the default, every 60 s, would race the 3 rows waited for)."""
     out = tmp_path / "run"
-    proc = start_run(out, "--agent", "random", "--steps", "100000")
+    proc = start_run(out, "--agent", "random", "--steps", "100000",
+                     "--checkpoint-every", "1000000")
     wait_for_log(out, 3, proc)
-    proc.kill()
+    proc.kill()  # SIGKILL: no handler saves one either
     proc.wait(timeout=60)
-    assert not (out / RunDir.CHECKPOINT).exists()  # killed within the first minute
+    assert not (out / RunDir.CHECKPOINT).exists()
     result = dvrl("value", "--resume", str(out), "--steps", "2")
     assert result.returncode == 0, result.stderr
     assert "no checkpoint yet: starting again from update 0" in result.stderr

@@ -36,8 +36,9 @@ class PredictorSpec:
     * ``skips_unweighted``: each point's loss depends on that point alone (no
       BatchNorm), so points with selection weight 0 may be left out of the forward and
       backward passes: the same gradients, less work.
-    * ``linear``: the model is one ``torch.nn.Linear`` on the features, which trains in
-      closed form on the CPU (:mod:`dvrl_env.predictors.closed_form`).
+    * ``linear``: the model is one ``torch.nn.Linear`` (with a bias) on the features,
+      which trains in closed form on the CPU (:mod:`dvrl_env.predictors.closed_form`);
+      checked on every model built (:func:`is_plain_linear`).
 
     A callable passed as ``predictor=`` claims neither.
     """
@@ -49,7 +50,23 @@ class PredictorSpec:
 
     def build(self, num_features: int, num_classes: int, seed: int,
               device: torch.device) -> nn.Module:
-        return build_predictor(self.factory, num_features, num_classes, seed, device)
+        """The factory's model, refused before any training when it is not what
+        ``linear=True`` claims (the closed form reads its ``weight`` and ``bias``)."""
+        model = build_predictor(self.factory, num_features, num_classes, seed, device)
+        if self.linear and not is_plain_linear(model):
+            what = type(model).__name__ + (" without a bias" if type(model) is nn.Linear else "")
+            raise ValueError(
+                f"Predictor {self.name or self.factory!r} is registered with linear=True, but "
+                f"its factory built a {what}; linear=True needs one torch.nn.Linear with a "
+                "bias (it trains in closed form). Return nn.Linear(num_features, num_classes) "
+                "or register it without linear=True.")
+        return model
+
+
+def is_plain_linear(model: nn.Module) -> bool:
+    """One ``torch.nn.Linear`` with a bias, of that exact type (a subclass may compute
+    something else): what the closed form trains."""
+    return type(model) is nn.Linear and model.bias is not None
 
 
 PREDICTORS: dict[str, PredictorSpec] = {}
