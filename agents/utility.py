@@ -82,14 +82,16 @@ class UtilityAgent(Agent):
 
 def utility_env(base, batch_size: int | None, predictor: str | None,
                 predictor_lr: float | None):
-    """``base``, or a copy on the same data with this batch size (capped at n_train) and
-    predictor where they are set and differ from ``base``'s."""
+    """``base``, or a copy on the same data with this batch size (capped at the largest
+    batch the env allows: n_train, or a fold's rows when cross-fitted) and predictor where
+    they are set and differ from ``base``'s."""
     if not isinstance(base, DataValuationEnv):
         return base
     if batch_size is not None and batch_size < 2:
         raise ValueError(f"batch_size must be >= 2 (a batch to select from), got {batch_size}.")
     options = base.constructor_options()
-    wanted = {"batch_size": None if batch_size is None else min(batch_size, base.n_train),
+    wanted = {"batch_size": None if batch_size is None
+              else min(batch_size, base.config.largest_batch),
               "predictor": predictor, "predictor_lr": predictor_lr}
     changes = {k: v for k, v in wanted.items() if v is not None and v != options[k]}
     if changes.get("batch_size") == base.batch_size:

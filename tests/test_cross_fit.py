@@ -290,3 +290,17 @@ def test_a_trajectory_without_auroc_has_no_empty_panel(tmp_path):
         return matplotlib.image.imread(path).shape[1]
 
     assert width(None) < 0.7 * width(np.array([0.6, 0.7, 0.8]))
+
+
+@pytest.mark.parametrize("name, options", [
+    ("reinforce", {"num_samples": 2}), ("gumbel", {}), ("ppo", {}), ("a2c", {}),
+    ("critic", {}), ("credit", {}), ("oracle", {})])
+def test_every_agent_values_every_row_in_cross_fit_mode(name, options):
+    data = cross_fit_dataset(n=300)
+    env = DataValuationEnv(data, validation="cross-fit", batch_size=50, predictor="logistic",
+                           predictor_lr=0.05, predictor_epochs=2)
+    agent = agents.make(name, env, seed=0, **options).learn(2, progress_bar=False)
+    values = agent.data_values()
+    assert values.shape == (300,) and np.isfinite(values).all()
+    assert len(np.unique(values)) > 1  # a value per row, not one constant
+    assert name == "oracle" or agent.fits_used > 0  # they learned from the env's rewards

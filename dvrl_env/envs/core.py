@@ -128,8 +128,7 @@ class EnvConfig:
         cross_fit = (None if o["validation"] == "given" else
                      CrossFit.build(dataset, o["folds"], o["data_seed"], o["reference_weights"],
                                     device))
-        # a batch lies in one fold under cross-fitting
-        largest = n if cross_fit is None else min(len(rows) for rows in cross_fit.rows)
+        largest = _largest_batch(n, cross_fit)
         batch_size = int(min(2000, largest) if o["batch_size"] is None else o["batch_size"])
         if not 1 <= batch_size <= largest:
             within = (f"n_train={n}" if cross_fit is None else
@@ -182,6 +181,16 @@ class EnvConfig:
     @property
     def n_train(self) -> int:
         return self.dataset.n_train
+
+    @property
+    def largest_batch(self) -> int:
+        """The largest ``batch_size`` these data allow."""
+        return _largest_batch(self.n_train, self.cross_fit)
+
+
+def _largest_batch(n_train: int, cross_fit: CrossFit | None) -> int:
+    """n_train, or under cross-fitting the smallest fold's rows: a batch lies in one fold."""
+    return n_train if cross_fit is None else min(len(rows) for rows in cross_fit.rows)
 
 
 def _resolve_dataset(dataset, data_options: dict, data_seed: int) -> ValuationDataset:
