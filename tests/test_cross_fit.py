@@ -304,3 +304,20 @@ def test_every_agent_values_every_row_in_cross_fit_mode(name, options):
     assert values.shape == (300,) and np.isfinite(values).all()
     assert len(np.unique(values)) > 1  # a value per row, not one constant
     assert name == "oracle" or agent.fits_used > 0  # they learned from the env's rewards
+
+
+def test_a_cross_fitted_env_state_restores_exactly():
+    options = dict(validation="cross-fit", batch_size=20, predictor="logistic",
+                   predictor_epochs=2, reset_mode="episode")
+    data = cross_fit_dataset()
+    env = DataValuationEnv(data, **options)
+    env.reset(seed=4)
+    env.step(np.ones(20, dtype=np.int8))
+    state = env.state_dict()
+    ahead = [env.step(np.ones(20, dtype=np.int8))[1:] for _ in range(3)]
+    other = DataValuationEnv(data, **options)
+    other.reset(options={"state": state})
+    assert other.fixed_baseline == env.fixed_baseline and len(other.fixed_baseline) == 5
+    again = [other.step(np.ones(20, dtype=np.int8))[1:] for _ in range(3)]
+    for (r1, *_, i1), (r2, *_, i2) in zip(ahead, again, strict=True):
+        assert r1 == r2 and np.array_equal(i1["indices"], i2["indices"])
