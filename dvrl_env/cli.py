@@ -216,7 +216,7 @@ def new_run(args: argparse.Namespace) -> int:
     if no_clean_set:
         env_args.setdefault("validation", "cross-fit")
     cross_fit = env_args.get("validation") == "cross-fit"
-    agent = args.agent or (CROSS_FIT_AGENT if no_clean_set else DEFAULT_AGENT)
+    agent = args.agent or (CROSS_FIT_AGENT if cross_fit else DEFAULT_AGENT)
     rounds = (DEFAULT_ROUNDS if cross_fit else 1) if args.rounds is None else args.rounds
     if rounds < 1 or (rounds > 1 and not cross_fit):
         raise UserError(f"--rounds {rounds}: " + (
