@@ -13,8 +13,10 @@ This is the one module of ``dvrl_env`` that imports ``agents``.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shlex
+import shutil
 import signal
 import sys
 import threading
@@ -39,6 +41,14 @@ EXIT_ERROR = 2
 
 class UserError(Exception):
     """A mistake in the command or its input: reported in one line, exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM aborting a command: the exit status is 128 + ``signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
@@ -118,19 +128,41 @@ def log_dir(run: RunDir) -> str:
     return str(run.log_dir.resolve())
 
 
-def check_new_out(run: RunDir, overwrite: bool) -> None:
+def check_new_out(run: RunDir, overwrite: bool) -> bool:
+    """Whether ``run`` holds an earlier run that ``--overwrite`` replaces; any other
+    non-empty folder is refused: --overwrite replaces a run's own files, nothing else."""
     out = run.path
-    runs.check_out_dir(out)  # a file, or under one, or unwritable: refused before anything
-    if any(out.iterdir()) and not overwrite:
-        what = "another run" if run.run_file.exists() else "other files"
+    if not any(p.name != RunDir.LOCK for p in out.iterdir()):
+        return False
+    is_run = run.run_file.exists()
+    if not overwrite:
+        what = "another run" if is_run else "other files"
         raise UserError(f"--out {out} is not empty (it holds {what}); choose a new directory, "
                         f"pass --overwrite to replace it, or --resume {out} to continue it.")
+    if not is_run:
+        names = sorted(p.name for p in out.iterdir() if p.name != RunDir.LOCK)
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise UserError(f"--out {out} holds files that are not a dvrl run ({shown}; no "
+                        f"{RunDir.RUN}), and --overwrite replaces only a run; choose a new or "
+                        "empty directory for --out.")
+    return True
+
+
+def check_inputs_outside(out: Path, settings: dict) -> None:
+    """An --out holding an input file is refused: the run writes and replaces files there."""
+    folder = out.resolve()
+    for key, path in runs.input_files(settings).items():
+        if Path(path).resolve().is_relative_to(folder):
+            raise UserError(f"--out {out} holds the input --{key.replace('_', '-')} {path}; a "
+                            "run writes and replaces files in --out, so choose an --out that "
+                            "holds none of its input files.")
 
 
 class Stopper:
-    """SIGINT and SIGTERM during learning: the first asks the agent to stop after the
-    update in progress (so the checkpoint is a state the run really passed through);
-    a second aborts at once, keeping the last checkpoint."""
+    """SIGINT and SIGTERM during learning and the checkpoint written after it: the first
+    asks the agent to stop after the update in progress (so the checkpoint is a state the
+    run really passed through, and no save is cut short); a second aborts at once,
+    keeping the last checkpoint."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -150,7 +182,7 @@ class Stopper:
 
     def _handle(self, signum: int, frame) -> None:
         if self.signal is not None:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         self.signal = signum
 
 
@@ -200,6 +232,9 @@ def new_run(args: argparse.Namespace) -> int:
         raise UserError("--out DIR is required (where values, metrics and plots go).")
     if args.csv and args.label_column is None:
         raise UserError("--csv needs --label-column NAME (the column holding the labels).")
+    if args.csv and args.env:
+        raise UserError("--env and --csv both name the data; give --env ID for a registered "
+                        "dataset or --csv FILE for your own table, not both.")
     run = RunDir(args.out)
     settings = {
         "env": None if args.csv else (args.env or DEFAULT_ENV), "csv": args.csv,
@@ -213,31 +248,50 @@ def new_run(args: argparse.Namespace) -> int:
         "seed": 0 if args.seed is None else args.seed,
         "threads": 1 if args.threads is None else args.threads,
     }
+    check_inputs_outside(run.path, settings)
     set_threads(settings["threads"])
     existed = run.path.exists()
-    check_new_out(run, args.overwrite)
+    runs.check_out_dir(run.path)  # a file, or under one, or unwritable: refused before anything
+    try:
+        with run.lock():
+            return start_run(run, settings, args)
+    finally:
+        if not existed and run.path.is_dir() and not any(run.path.iterdir()):
+            run.path.rmdir()  # a run that failed before writing anything leaves no folder
+
+
+def start_run(run: RunDir, settings: dict, args: argparse.Namespace) -> int:
+    """A new run in ``run`` (locked). Replacing an earlier run (--overwrite), it runs in a
+    folder inside ``run`` and takes the old run's place only once it has finished or was
+    stopped by a signal (resumable): a run that fails leaves the old one whole."""
+    replacing = check_new_out(run, args.overwrite)
+    target = run.new_replacement() if replacing else run
     try:
         env = build_env(settings)
-        agent = build_agent(settings, env, run)
-        if existed:  # --overwrite, now that the settings are valid
-            run.remove_files()
+        agent = build_agent(settings, env, target)
         settings = runs.record_inputs(settings)
         settings["dataset_sha256"] = env.unwrapped.dataset.fingerprint()
-        run.write_settings(settings)
-        return execute(run, settings, env, agent, args)
+        target.write_settings(settings)
+        return execute(target, settings, env, agent, args, replaces=run if replacing else None)
     except BaseException:
-        if not run.checkpoint.exists():  # nothing worth resuming: leave no trace
+        if replacing:
+            shutil.rmtree(target.path, ignore_errors=True)  # the old run stays as it was
+        elif not run.checkpoint.exists():  # nothing worth resuming: leave no trace
             run.remove_files()
-            if not existed and run.path.is_dir() and not any(run.path.iterdir()):
-                run.path.rmdir()
         raise
 
 
 def resume_run(args: argparse.Namespace) -> int:
+    run = RunDir(args.resume)
+    run.read_settings()  # not a run directory: said before anything is written there
+    with run.lock():
+        return continue_run(run, args)
+
+
+def continue_run(run: RunDir, args: argparse.Namespace) -> int:
     import agents
     from agents.checkpoint import read_checkpoint
 
-    run = RunDir(args.resume)
     out = run.path
     conflicts = [flag for flag, name in RESUME_FIXED
                  if getattr(args, name) not in (None, [], False)]
@@ -297,9 +351,11 @@ def resume_note(out: Path, done: int, steps: int, last_logged: int | None,
     return start + "."
 
 
-def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Namespace) -> int:
+def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Namespace,
+            replaces: RunDir | None = None) -> int:
     """Learn up to ``settings["steps"]`` with periodic checkpoints, then write the
-    outputs (staged: all or none of them appear)."""
+    outputs (staged: all or none of them appear). With ``replaces``, the finished (or
+    signal-stopped) run then takes the place of the run there."""
     from dvrl_env.evaluation import report
 
     start = time.perf_counter()
@@ -307,31 +363,42 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
     stopper = Stopper()
     checkpointer = Checkpointer(run, settings, stopper, args.checkpoint_every)
     remaining = settings["steps"] - agent.steps_done
-    with stopper:
+    home = replaces or run  # where the run's files are once this returns
+    with stopper:  # a first signal while saving is noted, not raised inside the save
         agent.learn(remaining, progress_bar=not args.quiet, callback=checkpointer)
-    checkpointer.save(agent)
-    values = agent.data_values()
-    if stopper.signal is not None:
-        with run.staged() as stage:
-            report.write_values(stage, dataset, values)
-        name = signal.Signals(stopper.signal).name
-        print(f"\n{name}: stopped after {agent.steps_done} of {settings['steps']} updates; the "
-              f"checkpoint and values so far are in {run.path}.\nresume with: dvrl value "
-              f"--resume {shlex.quote(str(run.path))}", file=sys.stderr)
-        return 128 + stopper.signal
+        checkpointer.save(agent)
+        values = agent.data_values()
+        if stopper.signal is not None:
+            with run.staged() as stage:
+                report.write_values(stage, dataset, values)
+            if replaces is not None:
+                replaces.replace_with(run)
+            name = signal.Signals(stopper.signal).name
+            print(f"\n{name}: stopped after {agent.steps_done} of {settings['steps']} updates; "
+                  f"the checkpoint and values so far are in {home.path}.\nresume with: dvrl "
+                  f"value --resume {shlex.quote(str(home.path))}", file=sys.stderr)
+            return 128 + stopper.signal
     with run.staged() as stage:
         metrics = report.write_run(stage, dataset, values, settings,
                                    seconds=time.perf_counter() - start,
                                    steps_done=agent.steps_done, log_file=run.log_file)
+    if replaces is not None:
+        replaces.replace_with(run)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    run = RunDir(args.run_dir)
+    run.read_settings()  # not a run directory: said before anything is written there
+    with run.lock():
+        return evaluate_run(run, args)
+
+
+def evaluate_run(run: RunDir, args: argparse.Namespace) -> int:
     from dvrl_env.evaluation import report
 
-    run = RunDir(args.run_dir)
     settings = run.read_settings()
     run.check_inputs(settings)
     set_threads(args.threads or settings.get("threads", 1))
@@ -343,13 +410,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
     previous = run.read_metrics() or {}
+    steps_done = checkpoint_steps(run)
+    if steps_done is None:
+        steps_done = previous.get("steps_done")
+    if steps_done is not None and steps_done < settings["steps"]:
+        print(f"dvrl: warning: the run in {run.path} stopped after {steps_done} of "
+              f"{settings['steps']} updates: these values are partial (dvrl value --resume "
+              f"{shlex.quote(str(run.path))} finishes it).", file=sys.stderr)
     with run.staged() as stage:
         metrics = report.write_run(stage, dataset, values, settings,
                                    seconds=previous.get("seconds"),
-                                   steps_done=previous.get("steps_done"), log_file=run.log_file)
+                                   steps_done=steps_done, log_file=run.log_file)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
+
+
+def checkpoint_steps(run: RunDir) -> int | None:
+    """The updates the run's checkpoint has done (its values were written with it), or
+    None without a readable checkpoint."""
+    from agents.checkpoint import CheckpointError, read_checkpoint
+
+    if not run.checkpoint.is_file():
+        return None
+    try:
+        return read_checkpoint(run.checkpoint)["steps_done"]
+    except CheckpointError as err:
+        print(f"dvrl: warning: {err}", file=sys.stderr)
+        return None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -452,10 +540,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from agents.checkpoint import CheckpointError
 
-    args = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # as Ctrl-C
+    args = argparse.Namespace(func=None)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (UserError, RunError) as err:
         return error(str(err))
@@ -463,23 +552,38 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"{err} (a run restarts from update 0 once its {RunDir.CHECKPOINT} is "
                      "deleted)")
     except OSError as err:  # a full disk, a file that vanished: not a bug to trace
-        where = f" ({err.filename})" if err.filename else ""
-        return error(f"{err.strerror or err}{where}. Free space or choose another --out, then "
-                     "run again (a run with a checkpoint continues with dvrl value --resume "
-                     "DIR).")
-    except KeyboardInterrupt:
+        return error(os_error_message(err, args.func))
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
         kept = ("the table keeps every finished cell (dvrl bench SPEC --out DIR --resume runs "
                 "the rest)" if args.func is cmd_bench else "the last checkpoint, if any, is "
                 "kept (dvrl value --resume DIR continues from it)")
-        print(f"\ndvrl: aborted; {kept}.", file=sys.stderr)
-        return 128 + signal.SIGINT
+        print(f"\ndvrl: aborted ({signal.Signals(signum).name}); {kept}.", file=sys.stderr)
+        return 128 + signum
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
 
 
+def os_error_message(err: OSError, command) -> str:
+    """One line for an OSError, with the fix that fits the command that met it."""
+    where = f" ({err.filename})" if err.filename else ""
+    what = f"{err.strerror or err}{where}."
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    if command is cmd_bench:
+        return what + (" Free space, or choose another --out" if full else
+                       " Check the spec path (a TOML file) and --out (a writable directory)"
+                       ) + "; dvrl bench SPEC --out DIR --resume runs the cells not yet done."
+    if command is cmd_evaluate:
+        return what + (" Free space" if full else " Check the run directory and its files"
+                       ) + ", then run dvrl evaluate again."
+    return what + (" Free space or choose another --out" if full else
+                   " Check --out (a writable directory) and the input files") + \
+        ", then run again (a run with a checkpoint continues with dvrl value --resume DIR)."
+
+
 def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
+    raise Interrupted(signum)
 
 
 def error(message: str) -> int:
