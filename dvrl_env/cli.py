@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import math
 import shlex
 import shutil
 import signal
@@ -190,15 +191,18 @@ class Checkpointer:
     """The callback that saves the checkpoint every ``every`` updates (or, without it,
     every CHECKPOINT_SECONDS) and stops learning when a signal came."""
 
-    def __init__(self, run: RunDir, settings: dict, stopper: Stopper, every: int | None):
+    def __init__(self, run: RunDir, settings: dict, stopper: Stopper, every: int | None,
+                 replaces: RunDir | None = None):
         self.path = run.checkpoint
         self.metadata = {"run": json.loads(json.dumps(runs.identity(settings)))}
-        self.stopper, self.every = stopper, every
+        self.stopper, self.every, self.replaces = stopper, every, replaces
         self.last = time.monotonic()
 
     def __call__(self, agent, step: int, logs: dict) -> bool:
         if self.stopper.signal is not None:
             return False  # saved after learn returns
+        if not math.isfinite(logs.get("mean_value", 0.0)):  # diverged: stop before saving it
+            check_finite(agent.data_values(), agent, self.replaces)
         due = (step % self.every == 0) if self.every else \
             time.monotonic() - self.last >= CHECKPOINT_SECONDS
         if due:
@@ -361,13 +365,14 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
     start = time.perf_counter()
     dataset = env.unwrapped.dataset
     stopper = Stopper()
-    checkpointer = Checkpointer(run, settings, stopper, args.checkpoint_every)
+    checkpointer = Checkpointer(run, settings, stopper, args.checkpoint_every, replaces)
     remaining = settings["steps"] - agent.steps_done
     home = replaces or run  # where the run's files are once this returns
     with stopper:  # a first signal while saving is noted, not raised inside the save
         agent.learn(remaining, progress_bar=not args.quiet, callback=checkpointer)
         checkpointer.save(agent)
         values = agent.data_values()
+        check_finite(values, agent, replaces)
         if stopper.signal is not None:
             with run.staged() as stage:
                 report.write_values(stage, dataset, values)
@@ -387,6 +392,19 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
     if not args.quiet:
         print(report.summary(metrics))
     return 0
+
+
+def check_finite(values, agent, replaces: RunDir | None) -> None:
+    """NaN or infinite values (a diverged agent) are an error, not outputs to score."""
+    import numpy as np
+
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        kept = f"; the earlier run in {replaces.path} is kept" if replaces is not None else ""
+        raise UserError(f"agent {agent.name!r} diverged: {bad} of its {len(values)} values are "
+                        f"NaN or infinite after {agent.steps_done} updates, so no values were "
+                        f"written{kept}. Lower --agent-arg learning_rate, or start from another "
+                        "--seed.")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
