@@ -294,8 +294,9 @@ SIGNAL_LOOP = textwrap.dedent("""
         timer = threading.Timer(delay, os.kill, (os.getpid(), signal.SIGTERM))
         err = io.StringIO()
         with contextlib.redirect_stderr(err):
-            try:
-                code = cli.main([*argv, "--out", out])
+            try:  # every other run with its progress bar (tqdm) on
+                shown = [a for a in argv if a != "--quiet"] if i % 2 else argv
+                code = cli.main([*shown, "--out", out])
             except BaseException as exc:
                 code = repr(exc)
             timer.join()
