@@ -8,6 +8,7 @@ or a clean exit."""
 from __future__ import annotations
 
 import errno
+import io
 import json
 import os
 import signal
@@ -228,27 +229,32 @@ def test_env_with_csv_is_refused(tmp_path, capsys):
 def test_a_full_disk_at_the_first_checkpoint_is_one_line(tmp_path, capsys, monkeypatch):
     real = os.fdopen
 
-    class Full:
-        """A file on a full disk: every write fails with ENOSPC."""
+    class Full(io.RawIOBase):
+        """A file (buffered, as open's are) whose first write(2) fails with ENOSPC; space
+        is free again when it is closed. Torch's writer turned that into a RuntimeError,
+        "unexpected pos", and a traceback."""
 
-        def __init__(self, f):
-            self.f = f
+        def __init__(self, fd: int):
+            self.fd, self.full = fd, True
 
-        def __enter__(self):
-            return self
+        def writable(self) -> bool:
+            return True
 
-        def __exit__(self, *exc):
-            self.f.close()
+        def write(self, data) -> int:
+            if self.full:
+                self.full = False
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return os.write(self.fd, data)
 
-        def __getattr__(self, name):
-            return getattr(self.f, name)
-
-        def write(self, data):
-            raise OSError(errno.ENOSPC, "No space left on device")
+        def close(self) -> None:
+            if not self.closed:
+                os.close(self.fd)
+            super().close()
 
     def fdopen(fd, mode="r", *args, **kwargs):
-        f = real(fd, mode, *args, **kwargs)
-        return Full(f) if mode == "wb" else f  # the checkpoint: the run's one binary write
+        if mode == "wb":  # the checkpoint: the run's one binary write
+            return io.BufferedWriter(Full(fd))
+        return real(fd, mode, *args, **kwargs)
 
     monkeypatch.setattr(dvrl_env.atomic.os, "fdopen", fdopen)
     out = tmp_path / "run"
@@ -393,7 +399,7 @@ class LinearValues(agents.Agent):
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
-        return {"loss": float(loss)}
+        return {"loss": float(loss.detach())}
 
     @torch.no_grad()
     def _values_from(self, observations) -> np.ndarray:
