@@ -13,6 +13,7 @@ This is the one module of ``dvrl_env`` that imports ``agents``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import errno
 import json
 import math
@@ -23,6 +24,7 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -185,6 +187,18 @@ class Stopper:
         if self.signal is not None:
             raise Interrupted(signum)
         self.signal = signum
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held until the block ends (then handled as usual): moving a new
+    run over an old one is never cut half-way."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class Checkpointer:
@@ -377,7 +391,8 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
             with run.staged() as stage:
                 report.write_values(stage, dataset, values)
             if replaces is not None:
-                replaces.replace_with(run)
+                with signals_deferred():
+                    replaces.replace_with(run)
             name = signal.Signals(stopper.signal).name
             print(f"\n{name}: stopped after {agent.steps_done} of {settings['steps']} updates; "
                   f"the checkpoint and values so far are in {home.path}.\nresume with: dvrl "
@@ -388,7 +403,8 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
                                    seconds=time.perf_counter() - start,
                                    steps_done=agent.steps_done, log_file=run.log_file)
     if replaces is not None:
-        replaces.replace_with(run)
+        with signals_deferred():
+            replaces.replace_with(run)
     if not args.quiet:
         print(report.summary(metrics))
     return 0

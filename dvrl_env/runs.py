@@ -243,16 +243,6 @@ class RunDir:
         with contextlib.suppress(OSError):
             self.log_dir.rmdir()  # only when empty
 
-    def foreign_files(self) -> list[str]:
-        """Names in the run directory that no run wrote (the lock aside)."""
-        own = {p.name for p in self.own_files()} | {self.LOG_DIR, self.LOCK}
-        names = sorted(p.name for p in self.path.iterdir() if p.name not in own)
-        if self.log_dir.is_dir():
-            own_logs = {PROGRESS_LOG, TENSORBOARD_DIR}
-            names += sorted(f"{self.LOG_DIR}/{p.name}" for p in self.log_dir.iterdir()
-                            if p.name not in own_logs)
-        return names
-
     def new_replacement(self) -> RunDir:
         """An empty run directory inside this one for the run that will replace this
         one's (``--overwrite``): the old run stays whole until :meth:`replace_with`."""

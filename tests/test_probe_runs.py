@@ -126,6 +126,25 @@ def test_an_overwrite_stopped_by_sigterm_replaces_the_run_and_resumes(finished, 
     assert json.loads((out / "metrics.json").read_text())["steps_done"] == 3
 
 
+def test_sigterm_while_the_new_run_moves_in_waits_for_the_move(finished, tmp_path,
+                                                               monkeypatch, capsys):
+    out = copy_run(finished, tmp_path / "run")
+    real = RunDir.replace_with
+
+    def replace_with(self, new):
+        signal.raise_signal(signal.SIGTERM)  # held until every file has moved
+        real(self, new)
+
+    monkeypatch.setattr(RunDir, "replace_with", replace_with)
+    assert cli.main([*BASE, "--steps", "2", "--seed", "5", "--out", str(out),
+                     "--overwrite"]) == 128 + signal.SIGTERM
+    assert "aborted (SIGTERM)" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["seed"] == 5
+    assert json.loads((out / "metrics.json").read_text())["steps_done"] == 2
+    assert [int(r["step"]) for r in read_values(out / "log" / "progress.csv")] == [1, 2]
+    assert not list(out.glob(".replacing-*"))
+
+
 # ---- 4: one command at a time in a run directory ------------------------------------------
 
 @pytest.mark.parametrize("command", [
