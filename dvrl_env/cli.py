@@ -384,9 +384,9 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
     home = replaces or run  # where the run's files are once this returns
     with stopper:  # a first signal while saving is noted, not raised inside the save
         agent.learn(remaining, progress_bar=not args.quiet, callback=checkpointer)
-        checkpointer.save(agent)
         values = agent.data_values()
-        check_finite(values, agent, replaces)
+        check_finite(values, agent, replaces)  # a diverged state replaces no checkpoint
+        checkpointer.save(agent)
         if stopper.signal is not None:
             with run.staged() as stage:
                 report.write_values(stage, dataset, values)
