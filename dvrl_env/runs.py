@@ -278,8 +278,9 @@ class RunDir:
                                "this run); wait for it to end, or choose another directory."
                                ) from None
             # the holder before us may have removed the file after we opened it: lock anew
-            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
-                break
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
             os.close(fd)
         try:
             os.ftruncate(fd, 0)

@@ -390,8 +390,12 @@ def test_the_checkpoint_refusal_never_advises_weights_only_false(tmp_path):
 
 def test_an_os_error_names_the_fix_for_its_command(tmp_path, capsys):
     assert cli.main(["bench", str(tmp_path), "--out", str(tmp_path / "b")]) == 2
-    err = one_line_error(capsys)
-    assert "Free space" not in err and "--out" in err and "spec" in err
+    err = one_line_error(capsys)  # a directory given as the spec: no disk to free
+    assert "Free space" not in err and str(tmp_path) in err
+    full = OSError(errno.ENOSPC, "No space left on device", "metrics.json")
+    assert "Free space or choose another --out" in cli.os_error_message(full, cli.cmd_value)
+    missing = OSError(errno.EISDIR, "Is a directory", "spec.toml")
+    assert "Check the spec path" in cli.os_error_message(missing, cli.cmd_bench)
 
 
 # ---- 12: a user's agent is saved with its weights -----------------------------------------
