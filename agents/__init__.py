@@ -84,7 +84,9 @@ def _factory(name: str) -> AgentFactory:
 
 def load(path: str | Path, env: gym.Env, **overrides) -> Agent:
     """Restore an agent saved with ``agent.save(path)`` for ``env``; ``overrides`` replace
-    saved options that do not change what it learns (``log_dir``, ``device``).
+    saved options that do not change what it learns (``device``). It logs to the
+    ``log_dir`` given here, or nowhere: the one saved in the file is not used, so a
+    checkpoint never chooses where files are written.
 
     Nothing in the file is executed (:mod:`agents.checkpoint`); a damaged file, a
     Stable-Baselines3 zip, an unknown agent or a checkpoint trained on other data raises
@@ -102,8 +104,10 @@ def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoi
     if name not in _REGISTRY:
         raise CheckpointError(f"{path} holds agent {name!r}, which is not registered here "
                               f"({names()}); register it with agents.register before loading.")
+    # where files go is the caller's choice, never the file's: a saved log_dir is dropped
+    config = {k: v for k, v in checkpoint["config"].items() if k != "log_dir"}
     try:
-        agent = make(name, env, seed=checkpoint["seed"], **{**checkpoint["config"], **overrides})
+        agent = make(name, env, seed=checkpoint["seed"], **{**config, **overrides})
     except (TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: agent {name!r} cannot be built from its saved "
                               f"options ({err}).") from None

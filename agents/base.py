@@ -29,7 +29,7 @@ from agents.checkpoint import (
 )
 from agents.progress import ProgressLog
 from dvrl_env import resolve_device
-from dvrl_env.options import check_options, dataclass_hints
+from dvrl_env.options import Range, check_options, check_ranges, dataclass_hints
 
 # callback(agent, step, logs) -> False stops learning
 Callback = Callable[["Agent", int, dict], Any]
@@ -49,9 +49,17 @@ class FitBudget:
         return agent.fits_used < self.max_fits
 
 
+#: the widest hidden layer an option may ask for: a typo (``comb_dim=1e9``) is refused
+#: instead of allocating gigabytes (the defaults are 10 to 100)
+MAX_WIDTH = 4096
+
+
 @dataclasses.dataclass
 class AgentConfig:
-    """Options every agent takes; subclasses add their own fields."""
+    """Options every agent takes; subclasses add their own fields, and the valid range of
+    numeric ones in ``RANGES`` (merged along the class hierarchy)."""
+
+    RANGES: ClassVar[dict[str, Range]] = {"log_every": Range(1)}
 
     log_every: int = 10
     log_dir: str | None = None
@@ -87,6 +95,10 @@ class Agent:
             raise TypeError(f"Unknown option(s) {unknown} for agent {cls.name!r}; "
                             f"valid options: {sorted(fields)}.")
         config = check_options(f"agent {cls.name!r}", config, dataclass_hints(cls.config_class))
+        ranges: dict[str, Range] = {}
+        for klass in reversed(cls.config_class.__mro__):
+            ranges.update(vars(klass).get("RANGES", {}))
+        check_ranges(f"agent {cls.name!r}", config, ranges)
         return cls.config_class(**config)
 
     def seeded_module(self, build: Callable[[], torch.nn.Module]) -> torch.nn.Module:
@@ -182,8 +194,8 @@ class Agent:
         """Restore what :meth:`save` wrote (as read by ``agents.checkpoint.read_checkpoint``)."""
         check_env_identity(path, checkpoint["env"], self.env)
         self.steps_done = int(checkpoint["steps_done"])
-        self.generator.set_state(checkpoint["generator"])
         try:
+            self.generator.set_state(checkpoint["generator"])
             self._load_state_dict(checkpoint["state"])
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise CheckpointError(f"{path} does not fit agent {self.name!r} with these options "
@@ -199,11 +211,43 @@ class Agent:
         raise NotImplementedError
 
     def _state_dict(self) -> dict:
-        """Tensors and plain values: what :meth:`save` stores besides the generator."""
-        return {}
+        """Tensors and plain values: what :meth:`save` stores besides the generator.
+
+        By default, the state of every ``nn.Module``, optimizer and ``torch.Generator``
+        the agent holds as an attribute, so a subclass that keeps its networks there is
+        saved whole without overriding this; a network kept where this cannot see it (in
+        a list or dict) is refused rather than saved without its weights. Override both
+        this and :meth:`_load_state_dict` to save anything else."""
+        return {name: value.get_state() if isinstance(value, torch.Generator)
+                else value.state_dict() for name, value in self._held_state().items()}
 
     def _load_state_dict(self, state: dict) -> None:
-        return None
+        for name, value in self._held_state().items():
+            if isinstance(value, torch.Generator):
+                value.set_state(state[name])
+            else:
+                value.load_state_dict(state[name])
+
+    def _held_state(self) -> dict[str, Any]:
+        """Attribute -> each module, optimizer and generator of the agent (its own
+        generator aside: :meth:`save` stores it)."""
+        held, hidden = {}, []
+        for name, value in vars(self).items():
+            if isinstance(value, _STATEFUL) and value is not self.generator:
+                held[name] = value
+            elif isinstance(value, list | tuple | dict) and any(
+                    isinstance(v, _STATEFUL)
+                    for v in (value.values() if isinstance(value, dict) else value)):
+                hidden.append(name)
+        if hidden:
+            raise TypeError(f"Agent {self.name!r} keeps networks, optimizers or generators in "
+                            f"{hidden}, which the default _state_dict cannot save; override "
+                            "_state_dict and _load_state_dict (or hold them as attributes, or "
+                            "in an nn.ModuleList).")
+        return held
+
+
+_STATEFUL = (torch.nn.Module, torch.optim.Optimizer, torch.Generator)
 
 
 def given_label_marginal(observations: dict[str, np.ndarray]) -> np.ndarray:

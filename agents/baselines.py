@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from agents.base import Agent, AgentConfig, given_label_marginal
+from agents.base import MAX_WIDTH, Agent, AgentConfig, given_label_marginal
 from agents.dve import DataValueEstimator, as_tensors
+from dvrl_env.options import Range
 
 
 class MarginalInformation(Agent):
@@ -50,6 +52,11 @@ class RandomValues(Agent):
 
 @dataclasses.dataclass
 class OracleConfig(AgentConfig):
+    RANGES: ClassVar[dict[str, Range]] = {
+        "batch_size": Range(1), "learning_rate": Range(0, low_open=True),
+        "hidden_dim": Range(1, MAX_WIDTH), "hidden_layers": Range(0, 100),
+        "comb_dim": Range(1, MAX_WIDTH), "eval_every": Range(1)}
+
     folds: int = 5
     batch_size: int = 256
     learning_rate: float = 1e-3

@@ -11,6 +11,7 @@ tensor checkpoint as every other agent.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import random
@@ -38,9 +39,11 @@ class CheckpointError(ValueError):
 
 def write_checkpoint(path: str | os.PathLike, checkpoint: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file renamed over ``path``: a kill never leaves half
-    a checkpoint."""
-    atomic_write(path, lambda f: torch.save({"format": FORMAT, "version": VERSION,
-                                             **checkpoint}, f))
+    a checkpoint. The bytes are made in memory first, so a full disk is the OSError it is
+    (torch's writer reports it as a RuntimeError, "unexpected pos")."""
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "version": VERSION, **checkpoint}, buffer)
+    atomic_write(path, lambda f: f.write(buffer.getbuffer()))
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
@@ -56,7 +59,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001 - any parse failure means the same to the user
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        reason = load_failure(err)
         raise CheckpointError(
             f"{path} is not a readable dvrl-env agent checkpoint (damaged, truncated, or not "
             f"written by agent.save: {reason}). Delete it to start the run again, or restore "
@@ -72,7 +75,31 @@ def read_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         if not isinstance(checkpoint.get(name), kind):
             raise CheckpointError(f"{path} is damaged: its {name!r} entry is missing or not "
                                   f"a {kind.__name__}.")
+    for name in ("steps_done", "fits_used"):
+        if checkpoint[name] < 0:
+            raise CheckpointError(f"{path} is damaged: {name} is {checkpoint[name]}, "
+                                  "a count that cannot be negative.")
+    generator = checkpoint["generator"]
+    expected = torch.Generator().get_state()
+    if generator.dtype != expected.dtype or generator.shape != expected.shape:
+        raise CheckpointError(f"{path} is damaged: its generator state is a {generator.dtype} "
+                              f"tensor of shape {list(generator.shape)}, not a torch.Generator "
+                              f"state ({expected.dtype}, {list(expected.shape)}).")
+    try:
+        metadata = json.loads(checkpoint["metadata"])
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path} is damaged: its metadata is not JSON ({err}).") from None
+    if not isinstance(metadata, dict):
+        raise CheckpointError(f"{path} is damaged: its metadata is not a JSON object.")
     return checkpoint
+
+
+def load_failure(err: Exception) -> str:
+    """The line of a ``torch.load`` error that says what is wrong with the file. Torch's
+    advice to load with ``weights_only=False`` is left out: that runs the file's code."""
+    lines = [line.strip() for line in str(err).splitlines()
+             if line.strip() and "weights_only" not in line]
+    return (lines[0] if lines else type(err).__name__)[:200]
 
 
 def env_identity(env: gym.Env) -> dict[str, Any]:

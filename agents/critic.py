@@ -19,19 +19,26 @@ it after each round: unlike REINFORCE, no fit is used once and forgotten.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
+from agents.base import MAX_WIDTH
 from agents.dve import as_tensors
 from agents.utility import UtilityAgent, UtilityConfig
+from dvrl_env.options import Range
 
 EXPLORATIONS = ("half", "values")
 
 
 @dataclasses.dataclass
 class CriticConfig(UtilityConfig):
+    RANGES: ClassVar[dict[str, Range]] = {
+        "hidden_dim": Range(1, MAX_WIDTH), "learning_rate": Range(0, low_open=True),
+        "weight_decay": Range(0), "gradient_steps": Range(1), "rounds_per_step": Range(1)}
+
     batch_size: int | None = 50
     exploration: str = "half"
     temperature: float = 1.0

@@ -4,12 +4,14 @@ keeps a direct path for the marginal information."""
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from agents.base import Agent, AgentConfig
+from agents.base import MAX_WIDTH, Agent, AgentConfig
+from dvrl_env.options import Range
 
 ARCHITECTURES = ("official", "skip")
 
@@ -78,6 +80,10 @@ def as_tensors(observations: dict, device: torch.device) -> tuple[torch.Tensor, 
 
 @dataclasses.dataclass
 class DVEConfig(AgentConfig):
+    RANGES: ClassVar[dict[str, Range]] = {
+        "learning_rate": Range(0, low_open=True), "hidden_dim": Range(1, MAX_WIDTH),
+        "hidden_layers": Range(0, 100), "comb_dim": Range(1, MAX_WIDTH)}
+
     learning_rate: float = 0.01
     hidden_dim: int = 100
     hidden_layers: int = 3

@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import dataclasses
 from collections import deque
+from typing import ClassVar
 
 import torch
 
 from agents.checkpoint import saved_env_state
 from agents.dve import DVEAgent, DVEConfig, exploration_penalty
+from dvrl_env.options import Range
 
 
 @dataclasses.dataclass
 class GumbelConfig(DVEConfig):
+    RANGES: ClassVar[dict[str, Range]] = {
+        "temperature": Range(0, low_open=True), "moving_average_window": Range(1),
+        "exploration_threshold": Range(0.5, 1), "exploration_weight": Range(0)}
+
     temperature: float = 0.5
     moving_average_window: int = 20
     exploration_threshold: float = 0.9

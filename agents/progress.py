@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from dvrl_env.atomic import atomic_write_text
 from dvrl_env.evaluation import detection_auroc, value_gap
@@ -101,8 +104,9 @@ class ProgressLog:
                "mean_value": float(values.mean())}
         dataset = getattr(agent.unwrapped, "dataset", None)
         if dataset is not None and dataset.noisy_mask.any():
-            row["auroc"] = detection_auroc(values, dataset.noisy_mask)
-            row["value_gap"] = value_gap(values, dataset.noisy_mask)
+            finite = bool(np.isfinite(values).all())  # a diverged agent: NaN, not a crash
+            row["auroc"] = detection_auroc(values, dataset.noisy_mask) if finite else math.nan
+            row["value_gap"] = value_gap(values, dataset.noisy_mask) if finite else math.nan
         self.rows.append(row)
         if self.csv is not None:
             self.csv.append(row)

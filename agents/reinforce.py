@@ -17,6 +17,7 @@ predictor's randomness put into one scalar reward for B actions.
 from __future__ import annotations
 
 import dataclasses
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -25,10 +26,16 @@ import torch.nn.functional as F
 from agents.checkpoint import saved_env_state
 from agents.dve import DVEAgent, DVEConfig, exploration_penalty
 from dvrl_env.envs.vector import make_vector_env
+from dvrl_env.options import Range
 
 
 @dataclasses.dataclass
 class ReinforceConfig(DVEConfig):
+    #: the exploration penalty keeps the mean selection probability in [1 - t, t]
+    RANGES: ClassVar[dict[str, Range]] = {
+        "num_samples": Range(1), "exploration_threshold": Range(0.5, 1),
+        "exploration_weight": Range(0), "max_redraws": Range(1)}
+
     num_samples: int = 1
     exploration_threshold: float = 0.9
     exploration_weight: float = 1e3

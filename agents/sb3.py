@@ -39,8 +39,9 @@ from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import configure_logger
 from torch import nn
 
-from agents.base import Agent, AgentConfig
+from agents.base import MAX_WIDTH, Agent, AgentConfig
 from agents.checkpoint import global_rng_state, saved_env_state, set_global_rng_state
+from dvrl_env.options import Range
 
 _CHUNK = 65536  # rows per forward pass when scoring every training point
 
@@ -164,6 +165,10 @@ class _RolloutLogs(BaseCallback):
 
 @dataclasses.dataclass
 class SB3Config(AgentConfig):
+    RANGES: ClassVar[dict[str, Range]] = {
+        "learning_rate": Range(0, low_open=True), "hidden_dim": Range(1, MAX_WIDTH),
+        "hidden_layers": Range(0, 100)}
+
     learning_rate: float = 1e-3
     n_steps: int = 8
     ent_coef: float | None = None  # None: 0.01 / B

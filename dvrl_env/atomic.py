@@ -17,6 +17,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())  # mkstemp's 0600 is for secrets, not outputs
         with os.fdopen(fd, "w" if text else "wb", **({"newline": ""} if text else {})) as f:
             write(f)
         os.replace(tmp, path)
@@ -24,6 +25,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[IO[Any]], None], *,
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+def current_umask() -> int:
+    """The process's umask, which decides an ordinary new file's mode (0644 under 022)."""
+    try:
+        with open("/proc/self/status") as f:  # Linux: read without changing it
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, content: str) -> Path:

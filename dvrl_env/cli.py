@@ -13,13 +13,18 @@ This is the one module of ``dvrl_env`` that imports ``agents``.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import json
+import math
 import shlex
+import shutil
 import signal
 import sys
 import threading
 import time
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +44,14 @@ EXIT_ERROR = 2
 
 class UserError(Exception):
     """A mistake in the command or its input: reported in one line, exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGINT or SIGTERM aborting a command: the exit status is 128 + ``signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
 
 
 def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
@@ -125,19 +138,41 @@ def log_dir(run: RunDir) -> str:
     return str(run.log_dir.resolve())
 
 
-def check_new_out(run: RunDir, overwrite: bool) -> None:
+def check_new_out(run: RunDir, overwrite: bool) -> bool:
+    """Whether ``run`` holds an earlier run that ``--overwrite`` replaces; any other
+    non-empty folder is refused: --overwrite replaces a run's own files, nothing else."""
     out = run.path
-    runs.check_out_dir(out)  # a file, or under one, or unwritable: refused before anything
-    if any(out.iterdir()) and not overwrite:
-        what = "another run" if run.run_file.exists() else "other files"
+    if not any(p.name != RunDir.LOCK for p in out.iterdir()):
+        return False
+    is_run = run.run_file.exists()
+    if not overwrite:
+        what = "another run" if is_run else "other files"
         raise UserError(f"--out {out} is not empty (it holds {what}); choose a new directory, "
                         f"pass --overwrite to replace it, or --resume {out} to continue it.")
+    if not is_run:
+        names = sorted(p.name for p in out.iterdir() if p.name != RunDir.LOCK)
+        shown = ", ".join(names[:3]) + (", ..." if len(names) > 3 else "")
+        raise UserError(f"--out {out} holds files that are not a dvrl run ({shown}; no "
+                        f"{RunDir.RUN}), and --overwrite replaces only a run; choose a new or "
+                        "empty directory for --out.")
+    return True
+
+
+def check_inputs_outside(out: Path, settings: dict) -> None:
+    """An --out holding an input file is refused: the run writes and replaces files there."""
+    folder = out.resolve()
+    for key, path in runs.input_files(settings).items():
+        if Path(path).resolve().is_relative_to(folder):
+            raise UserError(f"--out {out} holds the input --{key.replace('_', '-')} {path}; a "
+                            "run writes and replaces files in --out, so choose an --out that "
+                            "holds none of its input files.")
 
 
 class Stopper:
-    """SIGINT and SIGTERM during learning: the first asks the agent to stop after the
-    update in progress (so the checkpoint is a state the run really passed through);
-    a second aborts at once, keeping the last checkpoint."""
+    """SIGINT and SIGTERM during learning and the checkpoint written after it: the first
+    asks the agent to stop after the update in progress (so the checkpoint is a state the
+    run really passed through, and no save is cut short); a second aborts at once,
+    keeping the last checkpoint."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -157,8 +192,20 @@ class Stopper:
 
     def _handle(self, signum: int, frame) -> None:
         if self.signal is not None:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         self.signal = signum
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held until the block ends (then handled as usual): moving a new
+    run over an old one is never cut half-way."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 class Checkpointer:
@@ -166,16 +213,18 @@ class Checkpointer:
     every CHECKPOINT_SECONDS) and stops learning when a signal came."""
 
     def __init__(self, run: RunDir, settings: dict, stopper: Stopper, every: int | None,
-                 round_state: dict | None = None):
+                 replaces: RunDir | None = None, round_state: dict | None = None):
         self.path = run.checkpoint
         self.metadata = {"run": json.loads(json.dumps(runs.identity(settings))),
                          **(round_state or {})}
-        self.stopper, self.every = stopper, every
+        self.stopper, self.every, self.replaces = stopper, every, replaces
         self.last = time.monotonic()
 
     def __call__(self, agent, step: int, logs: dict) -> bool:
         if self.stopper.signal is not None:
             return False  # saved after learn returns
+        if not math.isfinite(logs.get("mean_value", 0.0)):  # diverged: stop before saving it
+            check_finite(agent.data_values(), agent, self.replaces)
         due = (step % self.every == 0) if self.every else \
             time.monotonic() - self.last >= CHECKPOINT_SECONDS
         if due:
@@ -209,6 +258,9 @@ def new_run(args: argparse.Namespace) -> int:
         raise UserError("--out DIR is required (where values, metrics and plots go).")
     if args.csv and args.label_column is None:
         raise UserError("--csv needs --label-column NAME (the column holding the labels).")
+    if args.csv and args.env:
+        raise UserError("--env and --csv both name the data; give --env ID for a registered "
+                        "dataset or --csv FILE for your own table, not both.")
     run = RunDir(args.out)
     env_args = parse_assignments(args.env_arg, "--env-arg")
     # a table with no clean validation file: every row valued against the other rows
@@ -235,31 +287,50 @@ def new_run(args: argparse.Namespace) -> int:
         "threads": 1 if args.threads is None else args.threads,
         "rounds": rounds,
     }
+    check_inputs_outside(run.path, settings)
     set_threads(settings["threads"])
     existed = run.path.exists()
-    check_new_out(run, args.overwrite)
+    runs.check_out_dir(run.path)  # a file, or under one, or unwritable: refused before anything
+    try:
+        with run.lock():
+            return start_run(run, settings, args)
+    finally:
+        if not existed and run.path.is_dir() and not any(run.path.iterdir()):
+            run.path.rmdir()  # a run that failed before writing anything leaves no folder
+
+
+def start_run(run: RunDir, settings: dict, args: argparse.Namespace) -> int:
+    """A new run in ``run`` (locked). Replacing an earlier run (--overwrite), it runs in a
+    folder inside ``run`` and takes the old run's place only once it has finished or was
+    stopped by a signal (resumable): a run that fails leaves the old one whole."""
+    replacing = check_new_out(run, args.overwrite)
+    target = run.new_replacement() if replacing else run
     try:
         env = build_env(settings)
-        agent = build_agent(settings, env, run)
-        if existed:  # --overwrite, now that the settings are valid
-            run.remove_files()
+        agent = build_agent(settings, env, target)
         settings = runs.record_inputs(settings)
         settings["dataset_sha256"] = env.unwrapped.dataset.fingerprint()
-        run.write_settings(settings)
-        return execute(run, settings, env, agent, args)
+        target.write_settings(settings)
+        return execute(target, settings, env, agent, args, replaces=run if replacing else None)
     except BaseException:
-        if not run.checkpoint.exists():  # nothing worth resuming: leave no trace
+        if replacing:
+            shutil.rmtree(target.path, ignore_errors=True)  # the old run stays as it was
+        elif not run.checkpoint.exists():  # nothing worth resuming: leave no trace
             run.remove_files()
-            if not existed and run.path.is_dir() and not any(run.path.iterdir()):
-                run.path.rmdir()
         raise
 
 
 def resume_run(args: argparse.Namespace) -> int:
+    run = RunDir(args.resume)
+    run.read_settings()  # not a run directory: said before anything is written there
+    with run.lock():
+        return continue_run(run, args)
+
+
+def continue_run(run: RunDir, args: argparse.Namespace) -> int:
     import agents
     from agents.checkpoint import read_checkpoint
 
-    run = RunDir(args.resume)
     out = run.path
     conflicts = [flag for flag, name in RESUME_FIXED
                  if getattr(args, name) not in (None, [], False)]
@@ -297,7 +368,7 @@ def resume_run(args: argparse.Namespace) -> int:
         print(resume_note(out, agent.steps_done, steps, last_logged, path.exists()),
               file=sys.stderr)
     run.write_settings(settings)
-    return execute(run, settings, env, agent, args, round_state)
+    return execute(run, settings, env, agent, args, round_state=round_state)
 
 
 def checkpoint_round(checkpoint: dict, path: Path) -> dict:
@@ -336,9 +407,11 @@ def resume_note(out: Path, done: int, steps: int, last_logged: int | None,
 
 
 def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Namespace,
-            round_state: dict | None = None) -> int:
+            replaces: RunDir | None = None, round_state: dict | None = None) -> int:
     """Learn up to ``settings["steps"]`` in each of ``settings["rounds"]`` rounds, with
     periodic checkpoints, then write the outputs (staged: all or none of them appear).
+    With ``replaces``, the finished (or signal-stopped) run then takes the place of the
+    run there.
 
     A round after the first values the rows again against a reference re-weighted by the
     previous round's values (:func:`~dvrl_env.data.crossfit.reference_weights`), with a
@@ -351,39 +424,62 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
     stopper = Stopper()
     rounds = settings.get("rounds", 1)
     state = dict(round_state or {"round": 0, "reference_weights": None})
-    while True:
-        checkpointer = Checkpointer(run, settings, stopper, args.checkpoint_every, state)
-        remaining = settings["steps"] - agent.steps_done
-        if rounds > 1 and not args.quiet:
-            print(f"round {state['round'] + 1} of {rounds}" + (
-                "" if state["round"] == 0 else ": the reference re-weighted by the previous "
-                "round's values"), file=sys.stderr)
-        with stopper:
+    home = replaces or run  # where the run's files are once this returns
+    with stopper:  # a first signal while saving is noted, not raised inside the save
+        while True:
+            checkpointer = Checkpointer(run, settings, stopper, args.checkpoint_every,
+                                        replaces, state)
+            remaining = settings["steps"] - agent.steps_done
+            if rounds > 1 and not args.quiet:
+                print(f"round {state['round'] + 1} of {rounds}" + (
+                    "" if state["round"] == 0 else ": the reference re-weighted by the "
+                    "previous round's values"), file=sys.stderr)
             agent.learn(remaining, progress_bar=not args.quiet, callback=checkpointer)
-        checkpointer.save(agent)
-        values = agent.data_values()
-        if stopper.signal is not None or state["round"] + 1 >= rounds:
-            break
-        weights = reference_weights(values)
-        state = {"round": state["round"] + 1, "reference_weights": weights.tolist()}
-        env = build_env(settings, weights)
-        agent = build_agent(settings, env, run)
-        Checkpointer(run, settings, stopper, None, state).save(agent)  # the round's start
-    if stopper.signal is not None:
-        with run.staged() as stage:
-            report.write_values(stage, dataset, values)
-        name = signal.Signals(stopper.signal).name
-        print(f"\n{name}: stopped after {agent.steps_done} of {settings['steps']} updates; the "
-              f"checkpoint and values so far are in {run.path}.\nresume with: dvrl value "
-              f"--resume {shlex.quote(str(run.path))}", file=sys.stderr)
-        return 128 + stopper.signal
+            values = agent.data_values()
+            check_finite(values, agent, replaces)  # a diverged state replaces no checkpoint
+            checkpointer.save(agent)
+            if stopper.signal is not None or state["round"] + 1 >= rounds:
+                break
+            weights = reference_weights(values)
+            state = {"round": state["round"] + 1, "reference_weights": weights.tolist()}
+            env = build_env(settings, weights)
+            agent = build_agent(settings, env, run)
+            Checkpointer(run, settings, stopper, None, replaces, state).save(agent)  # its start
+        if stopper.signal is not None:
+            with run.staged() as stage:
+                report.write_values(stage, dataset, values)
+            if replaces is not None:
+                with signals_deferred():
+                    replaces.replace_with(run)
+            name = signal.Signals(stopper.signal).name
+            where = f" (round {state['round'] + 1} of {rounds})" if rounds > 1 else ""
+            print(f"\n{name}: stopped after {agent.steps_done} of {settings['steps']} updates"
+                  f"{where}; the checkpoint and values so far are in {home.path}.\nresume "
+                  f"with: dvrl value --resume {shlex.quote(str(home.path))}", file=sys.stderr)
+            return 128 + stopper.signal
     with run.staged() as stage:
         metrics = report.write_run(stage, dataset, values, settings,
                                    seconds=time.perf_counter() - start,
                                    steps_done=agent.steps_done, log_file=run.log_file)
+    if replaces is not None:
+        with signals_deferred():
+            replaces.replace_with(run)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
+
+
+def check_finite(values, agent, replaces: RunDir | None) -> None:
+    """NaN or infinite values (a diverged agent) are an error, not outputs to score."""
+    import numpy as np
+
+    bad = int(np.count_nonzero(~np.isfinite(values)))
+    if bad:
+        kept = f"; the earlier run in {replaces.path} is kept" if replaces is not None else ""
+        raise UserError(f"agent {agent.name!r} diverged: {bad} of its {len(values)} values are "
+                        f"NaN or infinite after {agent.steps_done} updates, so no values were "
+                        f"written{kept}. Lower --agent-arg learning_rate, or start from another "
+                        "--seed.")
 
 
 def default_steps(agent: str) -> int:
@@ -392,9 +488,15 @@ def default_steps(agent: str) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    run = RunDir(args.run_dir)
+    run.read_settings()  # not a run directory: said before anything is written there
+    with run.lock():
+        return evaluate_run(run, args)
+
+
+def evaluate_run(run: RunDir, args: argparse.Namespace) -> int:
     from dvrl_env.evaluation import report
 
-    run = RunDir(args.run_dir)
     settings = run.read_settings()
     run.check_inputs(settings)
     set_threads(args.threads or settings.get("threads", 1))
@@ -406,13 +508,34 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         raise UserError(str(err)) from None
     previous = run.read_metrics() or {}
+    steps_done = checkpoint_steps(run)
+    if steps_done is None:
+        steps_done = previous.get("steps_done")
+    if steps_done is not None and steps_done < settings["steps"]:
+        print(f"dvrl: warning: the run in {run.path} stopped after {steps_done} of "
+              f"{settings['steps']} updates: these values are partial (dvrl value --resume "
+              f"{shlex.quote(str(run.path))} finishes it).", file=sys.stderr)
     with run.staged() as stage:
         metrics = report.write_run(stage, dataset, values, settings,
                                    seconds=previous.get("seconds"),
-                                   steps_done=previous.get("steps_done"), log_file=run.log_file)
+                                   steps_done=steps_done, log_file=run.log_file)
     if not args.quiet:
         print(report.summary(metrics))
     return 0
+
+
+def checkpoint_steps(run: RunDir) -> int | None:
+    """The updates the run's checkpoint has done (its values were written with it), or
+    None without a readable checkpoint."""
+    from agents.checkpoint import CheckpointError, read_checkpoint
+
+    if not run.checkpoint.is_file():
+        return None
+    try:
+        return read_checkpoint(run.checkpoint)["steps_done"]
+    except CheckpointError as err:
+        print(f"dvrl: warning: {err}", file=sys.stderr)
+        return None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -525,10 +648,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     from agents.checkpoint import CheckpointError
 
-    args = build_parser().parse_args(argv)
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _interrupt) if main_thread else None  # as Ctrl-C
+    args = argparse.Namespace(func=None)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
     except (UserError, RunError) as err:
         return error(str(err))
@@ -536,23 +660,38 @@ def main(argv: list[str] | None = None) -> int:
         return error(f"{err} (a run restarts from update 0 once its {RunDir.CHECKPOINT} is "
                      "deleted)")
     except OSError as err:  # a full disk, a file that vanished: not a bug to trace
-        where = f" ({err.filename})" if err.filename else ""
-        return error(f"{err.strerror or err}{where}. Free space or choose another --out, then "
-                     "run again (a run with a checkpoint continues with dvrl value --resume "
-                     "DIR).")
-    except KeyboardInterrupt:
+        return error(os_error_message(err, args.func))
+    except KeyboardInterrupt as err:
+        signum = getattr(err, "signum", signal.SIGINT)
         kept = ("the table keeps every finished cell (dvrl bench SPEC --out DIR --resume runs "
                 "the rest)" if args.func is cmd_bench else "the last checkpoint, if any, is "
                 "kept (dvrl value --resume DIR continues from it)")
-        print(f"\ndvrl: aborted; {kept}.", file=sys.stderr)
-        return 128 + signal.SIGINT
+        print(f"\ndvrl: aborted ({signal.Signals(signum).name}); {kept}.", file=sys.stderr)
+        return 128 + signum
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
 
 
+def os_error_message(err: OSError, command) -> str:
+    """One line for an OSError, with the fix that fits the command that met it."""
+    where = f" ({err.filename})" if err.filename else ""
+    what = f"{err.strerror or err}{where}."
+    full = err.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+    if command is cmd_bench:
+        return what + (" Free space, or choose another --out" if full else
+                       " Check the spec path (a TOML file) and --out (a writable directory)"
+                       ) + "; dvrl bench SPEC --out DIR --resume runs the cells not yet done."
+    if command is cmd_evaluate:
+        return what + (" Free space" if full else " Check the run directory and its files"
+                       ) + ", then run dvrl evaluate again."
+    return what + (" Free space or choose another --out" if full else
+                   " Check --out (a writable directory) and the input files") + \
+        ", then run again (a run with a checkpoint continues with dvrl value --resume DIR)."
+
+
 def _interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
+    raise Interrupted(signum)
 
 
 def error(message: str) -> int:

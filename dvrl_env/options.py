@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import numbers
 import types
 import typing
@@ -31,6 +32,39 @@ def check_option(owner: str, name: str, value: Any, annotation: Any) -> Any:
         raise TypeError(f"Option {name}={value!r} of {owner}: expected {_describe(annotation)}, "
                         f"got {type(value).__name__} {value!r}.")
     return converted
+
+
+@dataclasses.dataclass(frozen=True)
+class Range:
+    """The values an option may take: ``low`` <= value <= ``high`` (``low`` excluded with
+    ``low_open``), finite; None for no bound on that side."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+
+    def __contains__(self, value: Any) -> bool:
+        if not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return False
+        above = self.low is None or (value > self.low if self.low_open else value >= self.low)
+        return above and (self.high is None or value <= self.high)
+
+    def __str__(self) -> str:
+        low = None if self.low is None else f"{'>' if self.low_open else '>='} {self.low:g}"
+        if self.high is None:
+            return low or "finite"
+        if low is None:
+            return f"<= {self.high:g}"
+        return f"in {'(' if self.low_open else '['}{self.low:g}, {self.high:g}]"
+
+
+def check_ranges(owner: str, values: dict[str, Any], ranges: dict[str, Range]) -> None:
+    """A ValueError naming the owner, the option and its valid range for the first value
+    outside it (None, an option's "default" where allowed, is not checked)."""
+    for name, valid in ranges.items():
+        value = values.get(name)
+        if value is not None and value not in valid:
+            raise ValueError(f"Option {name}={value!r} of {owner}: must be {valid}.")
 
 
 def dataclass_hints(cls: type) -> dict[str, Any]:

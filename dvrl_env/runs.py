@@ -11,13 +11,16 @@ take paths from it, so a file is renamed here or nowhere. ``dvrl evaluate`` and
 ``--resume`` read ``run.json`` back and refuse, with the reason, when an input file or
 the dataset no longer matches it, so values are never scored against rows they were not
 learned on. Outputs are written to a staging folder inside the run directory and moved
-into place only once all of them are written.
+into place only once all of them are written. A command that writes into a run directory
+holds its lock (:meth:`RunDir.lock`), so two commands never mix their files in one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import csv
+import errno
+import fcntl
 import hashlib
 import io
 import json
@@ -37,6 +40,22 @@ TENSORBOARD_DIR = "tensorboard"
 IDENTITY_KEYS = ("env", "csv", "label_column", "valid_csv", "test_csv", "noise_rate",
                  "env_args", "agent", "agent_args", "seed", "missing_values", "drop_columns",
                  "rounds")
+#: run.json entry -> (what it must be, the test): a damaged file is refused, not traced back
+SETTINGS_TYPES = {
+    "agent": ("a string", lambda v: isinstance(v, str)),
+    "seed": ("an integer", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    "steps": ("an integer >= 0", lambda v: isinstance(v, int) and not isinstance(v, bool)
+              and v >= 0),
+    "threads": ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool)
+                and v >= 1),
+    "env_args": ("a JSON object", lambda v: isinstance(v, dict)),
+    "agent_args": ("a JSON object", lambda v: isinstance(v, dict)),
+    "env": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "csv": ("a string or null", lambda v: v is None or isinstance(v, str)),
+    "input_sha256": ("a JSON object", lambda v: isinstance(v, dict)),
+    "rounds": ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool)
+               and v >= 1),
+}
 
 
 class RunError(Exception):
@@ -52,6 +71,8 @@ class RunDir:
 
     RUN = "run.json"
     CHECKPOINT = "agent.ckpt"
+    #: held (flock) by the command writing into the run directory; removed when it ends
+    LOCK = ".dvrl.lock"
     LOG_DIR = "log"
     VALUES = "values.csv"
     METRICS = "metrics.json"
@@ -117,11 +138,18 @@ class RunDir:
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise RunError(f"{path} is damaged ({err}); the run's settings are lost, start a "
                            "new run.") from None
+        if not isinstance(settings, dict):
+            raise RunError(f"{path} is damaged or not a dvrl run file (not a JSON object); "
+                           "start a new run.")
         missing = [k for k in ("agent", "seed", "steps", "env_args", "agent_args")
                    if k not in settings]
-        if not isinstance(settings, dict) or missing:
+        if missing:
             raise RunError(f"{path} is damaged or not a dvrl run file (missing {missing}); "
                            "start a new run.")
+        for key, (what, ok) in SETTINGS_TYPES.items():
+            if key in settings and not ok(settings[key]):
+                raise RunError(f"{path} is damaged: {key!r} is {settings[key]!r}, not {what}; "
+                               "restore the file or start a new run.")
         return settings
 
     def write_settings(self, settings: dict) -> None:
@@ -201,14 +229,75 @@ class RunDir:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
 
-    def remove_files(self) -> None:
-        """Remove what a run writes (for ``--overwrite``, or after a fresh run failed);
-        files that are not a run's are left alone."""
-        for name in (self.RUN, self.CHECKPOINT, *self.OUTPUTS):
-            (self.path / name).unlink(missing_ok=True)
-        shutil.rmtree(self.log_dir, ignore_errors=True)
-        for staging in self.path.glob(".staging-*"):
-            shutil.rmtree(staging, ignore_errors=True)
+    def own_files(self) -> list[Path]:
+        """The files and folders of this run that exist: what a run writes, by name; a
+        user's file in the run directory (or in ``log/``) is not among them."""
+        names = [self.run_file, self.checkpoint, *(self.path / n for n in self.OUTPUTS),
+                 self.log_file, self.log_dir / TENSORBOARD_DIR,
+                 *self.path.glob(".staging-*"), *self.path.glob(".replacing-*")]
+        return [p for p in names if p.exists() or p.is_symlink()]
+
+    def remove_files(self, *, keep: Path | None = None) -> None:
+        """Remove what a run writes (the old run on ``--overwrite``, or a fresh run that
+        failed), except ``keep``; files that are not a run's are left alone, and so is
+        ``log/`` when it holds any."""
+        for path in self.own_files():
+            if path == keep:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            self.log_dir.rmdir()  # only when empty
+
+    def new_replacement(self) -> RunDir:
+        """An empty run directory inside this one for the run that will replace this
+        one's (``--overwrite``): the old run stays whole until :meth:`replace_with`."""
+        return RunDir(tempfile.mkdtemp(dir=self.path, prefix=".replacing-"))
+
+    def replace_with(self, new: RunDir) -> None:
+        """Move the run in ``new`` (a folder inside this one) here, in place of the run
+        this folder held: its files are removed only now, once the new run is complete."""
+        self.remove_files(keep=new.path)
+        for path in sorted(new.own_files()):
+            target = self.path / path.relative_to(new.path)
+            target.parent.mkdir(exist_ok=True)
+            os.replace(path, target)
+        shutil.rmtree(new.path, ignore_errors=True)
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold this run directory for one command: a second ``dvrl value``, ``--resume``
+        or ``evaluate`` on it meanwhile is refused, naming the process that holds it. The
+        lock is ``fcntl.flock``: it is released when the process ends, however it ends."""
+        path = self.path / self.LOCK
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as err:
+                holder = os.read(fd, 64).decode(errors="replace").strip()
+                os.close(fd)
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                    raise
+                who = f"process {holder}" if holder.isdigit() else "another process"
+                raise RunError(f"{self.path} is in use by {who} (another dvrl command writing "
+                               "this run); wait for it to end, or choose another directory."
+                               ) from None
+            # the holder before us may have removed the file after we opened it: lock anew
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                    break
+            os.close(fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, str(os.getpid()).encode())
+            yield
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()  # still ours: a waiting process re-checks the inode
+            os.close(fd)
 
 
 def file_sha256(path: str | os.PathLike) -> str:

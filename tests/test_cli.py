@@ -86,10 +86,26 @@ def test_csv_run_without_known_noise(tmp_path):
     rows = read_values(out / "values.csv")
     assert set(rows[0]) == {"index", "csv_line", "label", "value"}  # no mask: no corrupted
     assert {r["label"] for r in rows} <= {"no", "yes"}
-    assert (out / "value_histogram.png").is_file() and (out / "remove_high_low.png").is_file()
+    assert len(rows) == 120  # no clean set: every row valued, cross-fitted
+    assert (out / "value_histogram.png").is_file() and (out / "label_issues.csv").is_file()
     assert not (out / "discovery.png").exists()
+    assert not (out / "remove_high_low.png").exists()  # no test rows: no accuracy to show
     report = (out / "report.md").read_text()
-    assert "held out" in report
+    assert "No clean validation set" in report and "held out" not in report
+
+
+def test_csv_run_with_the_given_validation_holds_rows_out(tmp_path):
+    train = write_csv(tmp_path / "train.csv", people(120))
+    out = tmp_path / "mine"
+    result = dvrl("value", "--csv", str(train), "--label-column", "y", "--agent", "marginal",
+                  "--env-arg", "validation=given", "--steps", "1", "--out", str(out),
+                  "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert len(read_values(out / "values.csv")) == 72  # 20% for validation, 20% for test
+    assert (out / "remove_high_low.png").is_file()
+    report = (out / "report.md").read_text()
+    assert "held out" in report and "taken as clean" in report
+    assert "which may be noisy too" in report  # test labels from the same unchecked file
 
 
 @pytest.mark.parametrize(

@@ -278,9 +278,11 @@ def render_report(metrics: dict, dataset: ValuationDataset, title: str) -> str:
     columns = dataset.meta.get("columns")
     if columns:
         lines.append(f"| columns | {column_summary(columns)} |")
-    lines += ["", f"Updates: {metrics['steps_done']}, wall time: {metrics['seconds']} s.", "",
-              metrics["reference"], ""]
-    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+    done = metrics["steps_done"]
+    if done is not None and isinstance(s.get("steps"), int) and done < s["steps"]:
+        done = f"{done} of {s['steps']} (partial: the run was stopped before its last update)"
+    lines += ["", f"Updates: {done}, wall time: {metrics['seconds']} s.", "",
+              metrics["reference"], "", "## Metrics", "", "| metric | value |", "|---|---|"]
     if metrics["noise_known"]:
         d = metrics["detection"]
         lines += [f"| detection AUROC | {_fmt(d['auroc'])} |",
