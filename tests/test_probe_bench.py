@@ -10,13 +10,14 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import pytest
 
 from dvrl_env import cli
 from dvrl_env.bench import backends, run_bench
-from dvrl_env.bench.harness import TABLE
+from dvrl_env.bench.harness import TABLE, BenchError
 from dvrl_env.bench.spec import SpecError, load_spec
 from dvrl_env.bench.store import COLUMNS, Store, TableError, read_table
 from tests.test_bench import TINY, TINY_OPTIONS, quiet, rows_of, write_spec
@@ -81,6 +82,23 @@ def test_one_worker_survives_a_dying_cell_and_resume_retries_only_it(tmp_path):
     rows = run_bench(spec, tmp_path / "out", workers=1, resume=True, log=lines.append)
     assert "1 in" in lines[0] and "running 1" in lines[0]
     assert "exit code 7" in rows[1]["error"] and rows[0]["error"] == ""
+
+
+def test_workers_that_cannot_start_stop_the_bench_blaming_no_cell(tmp_path, monkeypatch):
+    """A worker that dies before its first cell (here its main module exits, as a script
+    without the ``__main__`` guard does) is one error for the bench, not N error rows."""
+    bad = tmp_path / "script.py"
+    bad.write_text("import sys\nsys.exit(5)\n")
+    main = types.ModuleType("__main__")
+    main.__file__, main.__spec__ = str(bad), None
+    monkeypatch.setitem(sys.modules, "__main__", main)  # what a spawned worker runs first
+    spec = write_spec(tmp_path, QUICK)
+    with pytest.raises(BenchError, match="a bench worker process could not start \\(exit "
+                                         "code 5; its error is printed above\\)"):
+        run_bench(spec, tmp_path / "out", workers=1, log=quiet)
+    assert not (tmp_path / "out" / TABLE).exists()
+    with pytest.raises(BenchError, match="not with --ray or --workers > 1"):
+        run_bench(spec, tmp_path / "out", workers=2, in_process=True, log=quiet)
 
 
 # ---- the results table -----------------------------------------------------------------
