@@ -73,6 +73,7 @@ def run_local(cells: list[Cell], workers: int, on_row: OnRow,
                 worker.cell = None
                 if row is None:  # the process died running the cell
                     row = error_row(cell, worker.death())
+                    row["seconds"] = round(time.perf_counter() - worker.since, 2)
                     pool.remove(worker)
                     if todo:
                         pool.append(_Worker(context, threads))
@@ -104,6 +105,7 @@ class _Worker:
         self.process.start()
         child.close()
         self.cell: Cell | None = None
+        self.since = 0.0  # when the cell was given
 
     def wait_ready(self) -> None:
         """Wait for the worker to start: one that cannot (its main module or an import
@@ -120,7 +122,7 @@ class _Worker:
                               "\"__main__\":` around it (worker processes are spawned).")
 
     def give(self, cell: Cell) -> None:
-        self.cell = cell
+        self.cell, self.since = cell, time.perf_counter()
         with contextlib.suppress(OSError):  # it died already: result() then gives None
             self.conn.send(cell)
 
