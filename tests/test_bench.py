@@ -170,12 +170,12 @@ def test_a_stopped_run_resumes_to_the_same_table(tmp_path, reference):
     run by 2 worker processes."""
     spec = write_spec(tmp_path, FAILING)
     out = tmp_path / "out"
-    run_bench(spec, out, workers=1, max_cells=3, log=quiet)
+    run_bench(spec, out, workers=1, in_process=True, max_cells=3, log=quiet)
     assert len(rows_of(out)) == 3
     with pytest.raises(BenchError, match="pass --resume"):
-        run_bench(spec, out, workers=1, log=quiet)
+        run_bench(spec, out, workers=1, in_process=True, log=quiet)
     lines = []
-    run_bench(spec, out, workers=1, resume=True, log=lines.append)
+    run_bench(spec, out, workers=1, in_process=True, resume=True, log=lines.append)
     assert "3 in" in lines[0] and "running 3" in lines[0]
     assert rows_of(out) == rows_of(reference)
 
@@ -185,11 +185,13 @@ def test_resume_reruns_failed_cells_once_fixed(tmp_path):
         'name = "reinforce"\noptions = { num_samples = 2 }',
         'name = "random"\nlabel = "r2"\nupdates = 2')
     out = tmp_path / "out"
-    rows = run_bench(write_spec(tmp_path, failing), out, workers=1, log=quiet)
+    rows = run_bench(write_spec(tmp_path, failing), out, workers=1, in_process=True,
+                     log=quiet)
     assert [bool(r["error"]) for r in rows] == [False, False, True]
     fixed = failing.replace("num_samples = -3", "num_samples = 2")
     lines = []
-    rows = run_bench(write_spec(tmp_path, fixed, "fixed.toml"), out, workers=1, resume=True,
+    rows = run_bench(write_spec(tmp_path, fixed, "fixed.toml"), out, workers=1,
+                     in_process=True, resume=True,
                      log=lines.append)
     assert "running 1" in lines[0]  # only the fixed cell ran again
     assert [r["error"] for r in rows] == ["", "", ""]
@@ -270,7 +272,8 @@ def test_a_method_cell_is_scored_like_an_agents(tmp_path):
     text = PLUGGED.replace('name = "reinforce"\noptions = { num_samples = 2 }',
                            'name = "random"\nlabel = "r0"\nupdates = 0')
     text += '\n[[methods]]\nname = "random-method"\noptions = { shift = 5.0 }\n'
-    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1,
+                     in_process=True, log=quiet)
     method = rows[-1]
     agent = next(r for r in rows if r["agent"] == "r0" and r["seed"] == method["seed"])
     assert (method["agent"], method["kind"], method["error"]) == ("random-method", "method", "")
@@ -284,7 +287,8 @@ def test_a_method_cell_is_scored_like_an_agents(tmp_path):
 
 def test_a_probe_is_measured_before_learning_and_recorded(tmp_path):
     text = PLUGGED + '\n[probe]\nname = "env-state"\noptions = { scale = 3 }\n'
-    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1,
+                     in_process=True, log=quiet)
     reinforce = [json.loads(r["extra"]) for r in rows if r["agent"] == "reinforce"]
     assert reinforce == [{"fits_before": 0, "num_samples_x": 6}] * 2
     assert all(int(r["fits"]) >= 4 for r in rows if r["agent"] == "reinforce")
@@ -299,7 +303,8 @@ def test_a_tasks_noise_rate_and_curve_by_updates(tmp_path):
     text = TINY.replace("[budget]\nfits = 4", "[budget]\nupdates = 10").replace(
         'env = "DataValuation-Digits-v0"', 'env = "DataValuation-Digits-v0"\nnoise_rate = 0.3')
     text = text.replace("seeds = [0, 1]", "seeds = [0]")
-    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1,
+                     in_process=True, log=quiet)
     assert [float(r["noise_rate"]) for r in rows] == [0.3, 0.3]
     curve = json.loads(rows[0]["curve"])
     assert [p["step"] for p in curve] == list(range(11))  # no fit budget: every update/10
@@ -316,6 +321,7 @@ def test_a_table_of_the_columns_before_the_hooks_is_read(tmp_path):
 
 def test_a_specs_report_module_writes_from_the_store(tmp_path):
     text = TINY.replace('name = "tiny"', 'name = "tiny"\nreport = "tests.bench_report"')
-    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1, log=quiet)
+    rows = run_bench(write_spec(tmp_path, text), tmp_path / "out", workers=1,
+                     in_process=True, log=quiet)
     written = (tmp_path / "out" / "report.txt").read_text()
     assert written == f"{len(rows)} rows\n"

@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import json
 
-from dvrl_env.bench.spec import Spec
+from dvrl_env.bench.spec import Spec, SpecError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,8 +69,16 @@ def expand(spec: Spec) -> list[Cell]:
                                   spec.metrics, spec.imports, entry.kind,
                                   None if method else spec.probe,
                                   {} if method else dict(spec.probe_options)))
-    keys = [c.key for c in cells]
-    if len(set(keys)) != len(keys):
-        raise ValueError("Two cells of the grid have the same settings (two agents or tasks "
-                         "with the same name and options); remove the duplicate.")
+    seen: dict[str, Cell] = {}
+    for cell in cells:
+        first = seen.setdefault(cell.key, cell)
+        if first is not cell:
+            raise SpecError(f"Spec {spec.name!r}: the cells {_name(first)} and {_name(cell)} "
+                            "have the same settings (two agents, methods or tasks with the "
+                            "same name and options under other labels); remove one or change "
+                            "its options.")
     return cells
+
+
+def _name(cell: Cell) -> str:
+    return f"(task {cell.task!r}, {cell.kind} {cell.agent!r}, seed {cell.seed})"

@@ -13,7 +13,7 @@ from dvrl_env.bench import backends
 from dvrl_env.bench.cells import expand
 from dvrl_env.bench.leaderboard import leaderboard, plot_curves
 from dvrl_env.bench.spec import load_spec
-from dvrl_env.bench.store import Store
+from dvrl_env.bench.store import Store, TableError
 
 TABLE, BOARD, FIGURE, SPEC_COPY = "results.csv", "leaderboard.md", "auroc_vs_fits.png", \
     "spec.toml"
@@ -25,12 +25,13 @@ class BenchError(ValueError):
 
 def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = None,
               ray: str | None = None, resume: bool = False, max_cells: int | None = None,
-              threads: int | None = None, log: Callable[[str], None] | None = None
-              ) -> list[dict]:
+              threads: int | None = None, log: Callable[[str], None] | None = None,
+              in_process: bool = False) -> list[dict]:
     """Run every cell of the spec not yet in ``out``'s table (``resume``), at most
     ``max_cells`` of them, each with ``threads`` threads (default: its share of the
     cores; results of RL agents depend on it, so compare runs with the same); returns
-    the grid's rows."""
+    the grid's rows. ``in_process`` runs the cells in this process (for a debugger),
+    not in worker processes."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     spec = load_spec(spec_path)
     out = Path(out)
@@ -40,6 +41,9 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
                          "choose a new --out.")
     if out.exists() and not out.is_dir():
         raise BenchError(f"--out {out} is a file; give a directory.")
+    if in_process and (ray or (workers or 1) > 1):
+        raise BenchError("in_process runs the cells one by one in this process: not with "
+                         "--ray or --workers > 1.")
     if workers is not None and workers < 1:
         raise BenchError(f"--workers must be >= 1, got {workers}.")
     if workers is not None and ray:
@@ -53,8 +57,11 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
     if max_cells is not None and max_cells < 0:
         raise BenchError(f"--max-cells must be >= 0, got {max_cells}.")
     cells = expand(spec)
-    store = Store(table, [c.key for c in cells])
-    atomic_write_text(out / SPEC_COPY, Path(spec_path).read_text())
+    try:
+        store = Store(table, [c.key for c in cells], warn=log)
+    except TableError as err:
+        raise BenchError(str(err)) from None
+    atomic_write_text(out / SPEC_COPY, Path(spec_path).read_text(encoding="utf-8"))
     done = store.done()
     todo = [c for c in cells if c.key not in done]
     if max_cells is not None:
@@ -76,7 +83,11 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
             backends.run_ray(todo, ray, on_row, cpus_per_cell=spec.cpus_per_cell,
                              gpus_per_cell=spec.gpus_per_cell)
         else:
-            backends.run_local(todo, workers or backends.cores(), on_row, threads)
+            try:
+                backends.run_local(todo, workers or backends.cores(), on_row, threads,
+                                   in_process=in_process)
+            except backends.WorkerError as err:
+                raise BenchError(f"{err} The table keeps every finished cell.") from None
     store.write()
     rows = store.grid_rows()
     atomic_write_text(out / BOARD, leaderboard(rows, f"Leaderboard: {spec.name}"))

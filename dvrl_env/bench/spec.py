@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +99,20 @@ def load_spec(path: str | Path) -> Spec:
         import tomli as tomllib
 
     path = Path(path)
+    if path.is_dir():
+        raise SpecError(f"Spec {path} is a directory; give the path of a TOML spec file "
+                        "(examples in benchmarks/specs/).")
     try:
-        text = path.read_text()
+        text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
         raise SpecError(f"Spec {path} does not exist; give the path of a TOML spec "
                         "(examples in benchmarks/specs/).") from None
+    except UnicodeDecodeError as err:
+        raise SpecError(f"Spec {path} is not a text file (byte {err.start} is not UTF-8); "
+                        "give the path of a TOML spec (examples in benchmarks/specs/).") from None
+    except OSError as err:  # permissions, a special file
+        raise SpecError(f"Spec {path} cannot be read ({err.strerror or err}); give the path "
+                        "of a readable TOML spec.") from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
@@ -306,8 +314,23 @@ def _keys(table: dict, allowed: set, what: str, where: str) -> None:
 def _options(options: Any, what: str, where: str) -> dict:
     if not isinstance(options, dict):
         raise SpecError(f"{where}: {what} must be a table, e.g. {{ batch_size = 100 }}.")
-    json.dumps(options)  # TOML values are JSON values (dates aside)
+    _json_like(options, what, where)
     return dict(options)
+
+
+def _json_like(value: Any, what: str, where: str) -> None:
+    """TOML values are JSON values except dates and times: refuse those by their key, as
+    options are passed to agents and envs and hashed into the cell's key as JSON."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _json_like(item, f"{what}.{key}", where)
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _json_like(item, f"{what}[{i}]", where)
+    elif not isinstance(value, (str, int, float, bool)):
+        raise SpecError(f"{where}: {what} is a TOML {type(value).__name__} ({value}); options "
+                        "must be JSON-like values (strings, numbers, booleans, arrays, "
+                        f"tables): quote it, e.g. \"{value}\".")
 
 
 def _list_of(value: Any, kind: type, what: str, where: str, required: bool = False) -> list:
