@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -66,7 +67,18 @@ def make(name: str, env: gym.Env, *, seed: int = 0, **config) -> Agent:
     :func:`load` rebuilds it through the same registry entry."""
     if name not in _REGISTRY:
         raise ValueError(f"Unknown agent {name!r}; choose one of {names()}.")
-    agent = _factory(name)(env, seed=seed, **config)
+    factory = _factory(name)
+    if isinstance(env, gym.vector.VectorEnv):  # agents step one env, or copies they make
+        config_class = getattr(factory, "config_class", None)
+        options = ({f.name for f in dataclasses.fields(config_class)}
+                   if dataclasses.is_dataclass(config_class) else set())
+        copies = ("the agent builds K copies itself: num_samples=K" if "num_samples" in options
+                  else "the agent steps that one env (vector envs with SB3 or your own loop: "
+                  "docs/rl_stacks.md)")
+        raise TypeError(f"Agent {name!r} takes a single env, got a vector env "
+                        f"({type(env).__name__} of {env.num_envs} envs): pass one env, e.g. "
+                        f"gym.make(id, ...) or DataValuationEnv(...); {copies}.")
+    agent = factory(env, seed=seed, **config)
     if not isinstance(agent, Agent):
         raise TypeError(f"The factory registered as {name!r} returned an object of type "
                         f"{type(agent).__name__!r}, not an agents.Agent.")
