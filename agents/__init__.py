@@ -46,6 +46,18 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def describe(name: str) -> str:
+    """One line on the agent ``name``: its factory's docstring up to the first blank line
+    (what ``dvrl agents`` prints, as ``dvrl envs`` prints each dataset's description)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown agent {name!r}; choose one of {names()}.")
+    try:
+        doc = _factory(name).__doc__ or ""
+    except (ImportError, AttributeError) as err:  # a plugin that cannot be imported here
+        return f"(cannot be imported: {err})"
+    return " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "") or "(no docstring)"
+
+
 def register(name: str, factory: AgentFactory | str) -> None:
     """Add an agent: ``factory(env, *, seed, **config)`` returns an :class:`Agent`, or a
     ``"module:attribute"`` string names such a factory, imported when first made."""
@@ -123,5 +135,5 @@ def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoi
     return agent
 
 
-__all__ = ["Agent", "AgentConfig", "CheckpointError", "FitBudget", "from_checkpoint", "load",
-           "make", "names", "register"]
+__all__ = ["Agent", "AgentConfig", "CheckpointError", "FitBudget", "describe", "from_checkpoint",
+           "load", "make", "names", "register"]
