@@ -178,3 +178,18 @@ def test_dvrl_agents_describes_each_agent(capsys, monkeypatch):
                                   "the K-sample variant).")
     assert lines["ppo"] == "SB3's PPO with the per-sample policy."
     assert lines["missing_plugin"].startswith("(cannot be imported: No module named")
+
+
+# ---- the guide ----------------------------------------------------------------------------
+
+def test_the_guides_snippets_run():
+    """docs/rl_stacks.md's Python blocks, in order, in one namespace."""
+    text = (ROOT / "docs" / "rl_stacks.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/rl_stacks.md", "exec"), namespace)  # noqa: S102
+    values, env = namespace["values"], namespace["env"]
+    expected = 1 - env.unwrapped.all_observations()["marginal"].max(axis=-1)
+    np.testing.assert_allclose(values, expected, rtol=1e-6)
