@@ -175,7 +175,7 @@ def policy_values(policy: BasePolicy | BaseAlgorithm | Callable[[dict], Any],
     if isinstance(policy, BaseAlgorithm):
         policy = policy.policy
     if isinstance(policy, PerSamplePolicy):
-        return _per_sample_values(policy, observations)
+        return _per_sample_values(policy, observations).astype(np.float64)
     batch = _batch_size(env)
     rows = np.arange(-(-n // batch) * batch) % n  # B at a time, the last group filled up
     groups = {k: v[rows].reshape(-1, batch, *v.shape[1:]) for k, v in observations.items()}
