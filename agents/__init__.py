@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 from collections.abc import Callable
 from pathlib import Path
@@ -45,6 +46,18 @@ def names() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def describe(name: str) -> str:
+    """One line on the agent ``name``: its factory's docstring up to the first blank line
+    (what ``dvrl agents`` prints, as ``dvrl envs`` prints each dataset's description)."""
+    if name not in _REGISTRY:
+        raise ValueError(f"Unknown agent {name!r}; choose one of {names()}.")
+    try:
+        doc = _factory(name).__doc__ or ""
+    except (ImportError, AttributeError) as err:  # a plugin that cannot be imported here
+        return f"(cannot be imported: {err})"
+    return " ".join(doc.strip().split("\n\n")[0].split()).replace("``", "") or "(no docstring)"
+
+
 def register(name: str, factory: AgentFactory | str) -> None:
     """Add an agent: ``factory(env, *, seed, **config)`` returns an :class:`Agent`, or a
     ``"module:attribute"`` string names such a factory, imported when first made."""
@@ -66,7 +79,18 @@ def make(name: str, env: gym.Env, *, seed: int = 0, **config) -> Agent:
     :func:`load` rebuilds it through the same registry entry."""
     if name not in _REGISTRY:
         raise ValueError(f"Unknown agent {name!r}; choose one of {names()}.")
-    agent = _factory(name)(env, seed=seed, **config)
+    factory = _factory(name)
+    if isinstance(env, gym.vector.VectorEnv):  # agents step one env, or copies they make
+        config_class = getattr(factory, "config_class", None)
+        options = ({f.name for f in dataclasses.fields(config_class)}
+                   if dataclasses.is_dataclass(config_class) else set())
+        copies = ("the agent builds K copies itself: num_samples=K" if "num_samples" in options
+                  else "the agent steps that one env (vector envs with SB3 or your own loop: "
+                  "docs/rl_stacks.md)")
+        raise TypeError(f"Agent {name!r} takes a single env, got a vector env "
+                        f"({type(env).__name__} of {env.num_envs} envs): pass one env, e.g. "
+                        f"gym.make(id, ...) or DataValuationEnv(...); {copies}.")
+    agent = factory(env, seed=seed, **config)
     if not isinstance(agent, Agent):
         raise TypeError(f"The factory registered as {name!r} returned an object of type "
                         f"{type(agent).__name__!r}, not an agents.Agent.")
@@ -115,5 +139,5 @@ def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoi
     return agent
 
 
-__all__ = ["Agent", "AgentConfig", "CheckpointError", "FitBudget", "from_checkpoint", "load",
-           "make", "names", "register"]
+__all__ = ["Agent", "AgentConfig", "CheckpointError", "FitBudget", "describe", "from_checkpoint",
+           "load", "make", "names", "register"]

@@ -20,11 +20,17 @@ Seeding: SB3 seeds Python's, NumPy's and the *global* torch RNG with ``seed`` at
 construction, and resets the env with ``seed`` on the first rollout; the env itself draws
 from its own generator. A checkpoint stores those global RNG states and loading restores
 them, so a resumed agent draws what an uninterrupted one would have.
+
+Using SB3 yourself (docs/rl_stacks.md): ``PPO(PerSamplePolicy, env)`` (or A2C, with SB3's
+``make_vec_env`` for several copies) learns per-point values, and
+:func:`policy_values` turns that policy, any other SB3 policy with ``MultiBinary``
+actions, or a plain callable into one value per training row.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gymnasium as gym
@@ -34,9 +40,11 @@ from gymnasium import spaces
 from stable_baselines3 import A2C, PPO
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.distributions import BernoulliDistribution
 from stable_baselines3.common.policies import BasePolicy, MultiInputActorCriticPolicy
 from stable_baselines3.common.torch_layers import BaseFeaturesExtractor
 from stable_baselines3.common.utils import configure_logger
+from stable_baselines3.common.vec_env import VecEnv
 from torch import nn
 
 from agents.base import MAX_WIDTH, Agent, AgentConfig
@@ -105,6 +113,12 @@ class PerSamplePolicy(MultiInputActorCriticPolicy):
     :class:`PointLogit`, then rebuilds the optimizer. With
     ``share_features_extractor=False`` (the default here) the critic has its own
     per-row network, so value regression does not move the data values.
+
+    Stock SB3 takes it as any policy class: ``PPO(PerSamplePolicy, env,
+    policy_kwargs={"hidden_dim": 64})`` on one env or on ``make_vec_env(...)`` copies;
+    :func:`policy_values` then gives the data values. SB3's ``"MultiInputPolicy"``
+    cannot learn them: its flat MLP sees B x d numbers with no weight shared across
+    points (docs/rl_stacks.md).
     """
 
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.MultiBinary,
@@ -137,6 +151,112 @@ class PerSamplePolicy(MultiInputActorCriticPolicy):
         """Selection logits (N, B') for any number B' of rows: the actor alone."""
         features = BasePolicy.extract_features(self, obs, self.pi_features_extractor)
         return self.action_net(self.mlp_extractor.forward_actor(features))
+
+
+# ---- values from any policy ---------------------------------------------------------
+
+def policy_values(policy: BasePolicy | BaseAlgorithm | Callable[[dict], Any],
+                  env: Any) -> np.ndarray:
+    """The selection probability of each of the env's ``n_train`` training rows under
+    ``policy``, in training-set order: the data values an agent would report.
+
+    ``policy`` is an SB3 policy or algorithm (``PPO(...)``, ``model.policy``) whose
+    actions are ``MultiBinary(B)``, or a callable taking one observation (a dict of
+    ``(B, ...)`` arrays, as the env returns) and returning B selection probabilities.
+    ``env`` is the env it acts on: a single env (wrapped or not), a
+    :class:`~dvrl_env.DataValuationVectorEnv`, or an SB3 ``VecEnv`` of them.
+
+    A :class:`PerSamplePolicy` scores every row on its own (one pass over all rows). Any
+    other policy sees the rows in training order, B at a time (the last group is filled
+    up with rows from the start): a flat policy's probability for a row depends on the
+    B-1 rows beside it, so its values are only as good as that policy is per point.
+    """
+    observations = _all_observations(env)
+    n = len(observations["x"])
+    if isinstance(policy, BaseAlgorithm):
+        policy = policy.policy
+    if isinstance(policy, PerSamplePolicy):
+        return _per_sample_values(policy, observations).astype(np.float64)
+    batch = _batch_size(env)
+    rows = np.arange(-(-n // batch) * batch) % n  # B at a time, the last group filled up
+    groups = {k: v[rows].reshape(-1, batch, *v.shape[1:]) for k, v in observations.items()}
+    if isinstance(policy, BasePolicy):
+        probabilities = _sb3_probabilities(policy, groups)
+    elif callable(policy):
+        probabilities = np.stack([_callable_probabilities(policy, groups, g, batch)
+                                  for g in range(len(rows) // batch)])
+    else:
+        raise TypeError(f"policy_values needs an SB3 policy or algorithm, or a callable "
+                        f"observation -> B probabilities; got {type(policy).__name__}.")
+    return np.asarray(probabilities, dtype=np.float64).reshape(-1)[:n]
+
+
+@torch.no_grad()
+def _per_sample_values(policy: PerSamplePolicy,
+                       observations: dict[str, np.ndarray]) -> np.ndarray:
+    """``sigmoid(point_logits)`` of every row, ``_CHUNK`` rows per forward pass."""
+    policy.set_training_mode(False)
+    out = []
+    for start in range(0, len(observations["x"]), _CHUNK):
+        obs = {k: torch.as_tensor(v[start:start + _CHUNK][None], dtype=torch.float32,
+                                  device=policy.device)
+               for k, v in observations.items()}
+        out.append(torch.sigmoid(policy.point_logits(obs))[0].cpu())
+    return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def _sb3_probabilities(policy: BasePolicy, groups: dict[str, np.ndarray]) -> np.ndarray:
+    """The Bernoulli probabilities of SB3's action distribution, (groups, B)."""
+    policy.set_training_mode(False)
+    out = []
+    for start in range(0, len(groups["x"]), 256):
+        obs = {k: torch.as_tensor(v[start:start + 256], dtype=torch.float32,
+                                  device=policy.device) for k, v in groups.items()}
+        distribution = policy.get_distribution(obs)
+        if not isinstance(distribution, BernoulliDistribution):
+            raise TypeError(f"policy_values needs a policy with MultiBinary actions (one "
+                            f"Bernoulli per point); this one's distribution is "
+                            f"{type(distribution).__name__}.")
+        out.append(distribution.distribution.probs.cpu().numpy())
+    return np.concatenate(out)
+
+
+def _callable_probabilities(policy: Callable[[dict], Any], groups: dict[str, np.ndarray],
+                            g: int, batch: int) -> np.ndarray:
+    out = policy({k: v[g].copy() for k, v in groups.items()})
+    if isinstance(out, torch.Tensor):
+        out = out.detach().cpu().numpy()
+    out = np.asarray(out, dtype=np.float64)
+    if out.size != batch:
+        raise ValueError(f"The policy callable must return {batch} selection probabilities "
+                         f"(one per row of the observation), got shape {out.shape}.")
+    return out.reshape(batch)
+
+
+def _all_observations(env: Any) -> dict[str, np.ndarray]:
+    if isinstance(env, VecEnv):  # SB3's: ask its first sub-env (works across processes)
+        return env.env_method("all_observations", indices=0)[0]
+    base = getattr(env, "unwrapped", env)
+    if not hasattr(base, "all_observations"):
+        raise TypeError(f"policy_values needs a DataValuationEnv (or a vector env of them), "
+                        f"got {type(env).__name__}.")
+    return base.all_observations()
+
+
+def _batch_size(env: Any) -> int:
+    """B: the rows of one observation."""
+    space = getattr(env, "single_observation_space", None) or env.observation_space
+    return int(space["x"].shape[0])
+
+
+def _vector_env_error(env: Any) -> str:
+    kind = f"{type(env).__name__} of {env.num_envs} envs"
+    return (f"The SB3 agents take a single env, got a vector env ({kind}): pass one env, "
+            "e.g. gym.make('DataValuation-Digits-v0') or DataValuationEnv(...). Each "
+            "update steps it n_steps times (one SB3 rollout); to run SB3 on several "
+            "copies, use SB3 directly: PPO(agents.sb3.PerSamplePolicy, make_vec_env(...)) "
+            "and agents.sb3.policy_values (docs/rl_stacks.md).")
 
 
 # ---- the Agent interface ------------------------------------------------------------
@@ -215,6 +335,8 @@ class SB3Agent(Agent):
     algorithm: ClassVar[type[BaseAlgorithm]]
 
     def __init__(self, env: gym.Env, *, seed: int = 0, **config: Any):
+        if isinstance(env, gym.vector.VectorEnv | VecEnv):
+            raise TypeError(_vector_env_error(env))
         super().__init__(env, seed=seed, **config)
         c = self.config
         if c.n_steps < 1:
@@ -248,18 +370,8 @@ class SB3Agent(Agent):
                 **{k.removeprefix("train/"): float(v)
                    for k, v in model.logger.name_to_value.items() if k.startswith("train/")}}
 
-    @torch.no_grad()
     def _values_from(self, observations: dict[str, np.ndarray]) -> np.ndarray:
-        policy = self.model.policy
-        policy.set_training_mode(False)
-        n = len(observations["x"])
-        out = []
-        for start in range(0, n, _CHUNK):
-            obs = {k: torch.as_tensor(v[start:start + _CHUNK][None], dtype=torch.float32,
-                                      device=policy.device)
-                   for k, v in observations.items()}
-            out.append(torch.sigmoid(policy.point_logits(obs))[0].cpu())
-        return torch.cat(out).numpy()
+        return _per_sample_values(self.model.policy, observations)
 
     # ---- checkpoints: tensors and JSON, never SB3's pickled zip ------------------------
     def _state_dict(self) -> dict:
@@ -329,3 +441,6 @@ class A2CAgent(SB3Agent):
     def _algorithm_kwargs(self) -> dict[str, Any]:
         return {"use_rms_prop": self.config.use_rms_prop}
 
+
+
+__all__ = ["A2CAgent", "PPOAgent", "PerSamplePolicy", "SB3Agent", "policy_values"]

@@ -44,7 +44,9 @@ def main(argv=None) -> None:
         options["baseline"] = args.baseline
     rng = np.random.default_rng(0)
     if args.num_envs:
-        env = gym.make_vec(args.env, num_envs=args.num_envs, **options)
+        # same-step: every step trains (next-step, the default, resets every other step)
+        env = gym.make_vec(args.env, num_envs=args.num_envs, autoreset_mode="same_step",
+                           **options)
         env.reset(seed=0)
         shape = env.action_space.shape
 

@@ -563,7 +563,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
 def cmd_agents(args: argparse.Namespace) -> int:
     import agents
 
-    print("\n".join(agents.names()))
+    for name in agents.names():
+        print(f"{name:12s} {agents.describe(name)}")
     return 0
 
 

@@ -221,14 +221,18 @@ def test_disabled_autoreset_waits_for_a_masked_reset(toy_dataset):
         step_both(batched, sync, action, t)
 
 
-def test_gymnasium_vector_wrappers_take_the_next_step_env(toy_dataset):
+def test_gymnasium_vector_wrappers_take_the_default_env(toy_dataset):
     from gymnasium.wrappers.vector import FlattenObservation, RecordEpisodeStatistics
 
     envs = gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset, **SMALL_ENV,
-                        reset_mode="episode", episode_length=2, autoreset_mode="next_step")
+                        reset_mode="episode", episode_length=2)  # next-step, the default
     with pytest.raises(ValueError, match="NEXT_STEP or DISABLED"):
         FlattenObservation(gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset,
-                                        **SMALL_ENV))  # same-step, the default
+                                        **SMALL_ENV, autoreset_mode="same_step"))
+    # Gymnasium takes no vector_kwargs for a vector entry point, and says to use kwargs
+    with pytest.raises(gym.error.Error, match="only through kwargs"):
+        gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset, **SMALL_ENV,
+                     vector_kwargs={"autoreset_mode": "same_step"})
     wrapped = RecordEpisodeStatistics(FlattenObservation(envs))
     obs, _ = wrapped.reset(seed=0)
     assert obs.shape == (2, B * (5 + 2 + 2))  # x, y and marginal of B points, flat
@@ -289,7 +293,8 @@ def test_all_zero_selection_leaves_the_predictor_untouched(toy_dataset):
 @pytest.mark.float_sensitive
 def test_reset_mask_and_time_limit_match_sync(toy_dataset):
     env = make(toy_dataset, reset_mode="never", episode_length=4)
-    batched = DataValuationVectorEnv.from_env(env, K, max_episode_steps=3)
+    batched = DataValuationVectorEnv.from_env(env, K, max_episode_steps=3,
+                                              autoreset_mode="same_step")
     sync = sync_of(env, wrap=lambda e: TimeLimit(e, max_episode_steps=3))
     run_both(batched, sync, actions_for(4))
     mask = np.array([True, False, True])
@@ -305,7 +310,7 @@ def test_make_vec_uses_the_batched_env(toy_dataset):
         assert gym.spec(env_id).vector_entry_point.endswith(":DataValuationVectorEnv")
     envs = gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset, **SMALL_ENV)
     assert isinstance(envs, DataValuationVectorEnv) and envs.num_envs == 2
-    assert envs.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP
+    assert envs.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP  # as SyncVectorEnv
     obs, info = envs.reset(seed=0)
     assert obs["x"].shape == (2, B, 5) and info["indices"].shape == (2, B)
     assert envs.action_space.shape == (2, B)
@@ -313,6 +318,9 @@ def test_make_vec_uses_the_batched_env(toy_dataset):
     sync = gym.make_vec("DataValuation-v0", num_envs=2, dataset=toy_dataset,
                         vectorization_mode="sync", **SMALL_ENV)
     assert isinstance(sync, SyncVectorEnv)
+    assert sync.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    assert make_vector_env(make(toy_dataset), K).metadata["autoreset_mode"] == \
+        AutoresetMode.SAME_STEP  # the agents' lockstep copies
 
 
 def test_sub_envs_seeded_alike_stay_in_lockstep(toy_dataset):
@@ -428,10 +436,10 @@ def test_fixed_baselines_trained_in_groups_equal_all_at_once(toy_dataset, predic
     from dvrl_env.envs import core
 
     env = make(toy_dataset, predictor=predictor)
-    together = DataValuationVectorEnv.from_env(env, K)
+    together = make_vector_env(env, K)
     together.reset(seed=[3, 3, 8])
     monkeypatch.setattr(core, "BASELINE_VISITS", 1)  # one slot per group
-    grouped = DataValuationVectorEnv.from_env(env, K)
+    grouped = make_vector_env(env, K)
     grouped.reset(seed=[3, 3, 8])
     # the closed form's arithmetic per predictor is the same in any group: bit for bit;
     # batched matrix products over 1 or 3 predictors may order their sums differently

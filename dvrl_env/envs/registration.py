@@ -36,7 +36,9 @@ def register_envs() -> None:
     other reset modes end their episodes themselves (``episode_length``).
     ``gym.make_vec(id, num_envs=K)`` builds the batched
     :class:`~dvrl_env.DataValuationVectorEnv` (``vectorization_mode="sync"`` for a
-    ``SyncVectorEnv`` of single envs).
+    ``SyncVectorEnv`` of single envs). Both autoreset in ``"next_step"`` mode, as
+    Gymnasium's vector wrappers need; the batched one takes ``autoreset_mode=...`` as a
+    keyword (Gymnasium refuses ``vector_kwargs`` for a vector entry point).
     """
     on_register(_register_dataset)
     _register(CUSTOM_ENV_ID, {})

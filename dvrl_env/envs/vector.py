@@ -50,22 +50,26 @@ class DataValuationVectorEnv(VectorEnv):
     ``metadata["autoreset_mode"]``) says what happens to a sub-env whose episode ended,
     as in ``SyncVectorEnv``:
 
-    * ``"same_step"`` (default, the fastest: a one-step bandit never spends a step on a
-      reset): it is reset within ``step``, which returns its next episode's first
-      observation, with the last one in ``info["final_obs"]`` and its info in
-      ``info["final_info"]``.
-    * ``"next_step"`` (Gymnasium's default, which its vector wrappers such as
-      ``RecordEpisodeStatistics`` and ``FlattenObservation`` expect): the next ``step``
-      resets it instead of stepping it, ignores its action and returns its first
-      observation with reward 0.
+    * ``"next_step"`` (the default, as Gymnasium's ``SyncVectorEnv``; its vector wrappers
+      such as ``RecordEpisodeStatistics`` and ``FlattenObservation`` accept no other
+      autoreset but ``"disabled"``): the next ``step`` resets it instead of stepping it,
+      ignores its action and returns its first observation with reward 0. In a
+      one-step bandit (``reset_mode="step"``) every other step is such a reset.
+    * ``"same_step"`` (the fastest: a one-step bandit never spends a step on a reset; the
+      agents' copies from :func:`make_vector_env` use it): it is reset within ``step``,
+      which returns its next episode's first observation, with the last one in
+      ``info["final_obs"]`` and its info in ``info["final_info"]``. Gymnasium's vector
+      wrappers refuse it.
     * ``"disabled"``: the caller resets it with ``reset(options={"reset_mask": mask})``
       before stepping it again.
 
     ## Arguments
     * ``num_envs``: K.
     * ``max_episode_steps``: optional time limit per episode.
-    * ``autoreset_mode``: ``"same_step"``, ``"next_step"`` or ``"disabled"`` (or an
-      ``AutoresetMode``), see above.
+    * ``autoreset_mode``: ``"next_step"`` (default), ``"same_step"`` or ``"disabled"`` (or
+      an ``AutoresetMode``), see above. Through ``gym.make_vec`` pass it as a keyword,
+      ``gym.make_vec(id, num_envs=K, autoreset_mode="same_step")``: Gymnasium takes no
+      ``vector_kwargs`` for an env's own vector entry point.
     * every option of :class:`~dvrl_env.DataValuationEnv` (``dataset``, ``batch_size``,
       ``predictor``, ``reset_mode``, ...), shared by the K sub-envs.
 
@@ -83,17 +87,17 @@ class DataValuationVectorEnv(VectorEnv):
     ``num_envs`` continues exactly from there.
     """
 
-    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.SAME_STEP}
+    metadata = {"render_modes": [], "autoreset_mode": AutoresetMode.NEXT_STEP}
 
     def __init__(self, num_envs: int = 1, *, max_episode_steps: int | None = None,
-                 autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP,
+                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
                  **env_options: Any):
         self._setup(DataValuationEnv(**env_options).config, num_envs, max_episode_steps,
                     autoreset_mode)
 
     @classmethod
     def from_env(cls, env: gym.Env, num_envs: int, *, max_episode_steps: int | None = None,
-                 autoreset_mode: str | AutoresetMode = AutoresetMode.SAME_STEP,
+                 autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
                  ) -> DataValuationVectorEnv:
         """K sub-envs with ``env``'s options, sharing its data (``env`` is only read)."""
         base = env.unwrapped
@@ -265,7 +269,8 @@ def make_vector_env(env: gym.Env, num_envs: int, *, batched: bool = True) -> gym
         raise ValueError(f"num_envs must be >= 1, got {num_envs}.")
     base = env.unwrapped
     if batched and isinstance(base, DataValuationEnv):
-        return DataValuationVectorEnv.from_env(base, num_envs)
+        return DataValuationVectorEnv.from_env(base, num_envs,
+                                               autoreset_mode=AutoresetMode.SAME_STEP)
     return SyncVectorEnv(
         [partial(copy.deepcopy, base) for _ in range(num_envs)],
         autoreset_mode=AutoresetMode.SAME_STEP,
