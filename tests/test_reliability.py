@@ -1,4 +1,4 @@
-"""The guarantees of README "Reliability", each with the case that once broke it:
+"""The guarantees of docs/reliability.md, each with the case that once broke it:
 checkpoints run no code, resumed runs equal uninterrupted ones bit for bit, a killed run
 loses at most the updates since its last checkpoint, inputs that changed are refused,
 and faults end in one line and exit status 2 with no partial output."""
