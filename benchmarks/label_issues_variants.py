@@ -37,14 +37,15 @@ def given_probability(probs: np.ndarray, y: np.ndarray) -> np.ndarray:
     return probs[np.arange(len(y)), y]
 
 
-def rounds(x, y, *, n_rounds=3, grid=C_GRID, power=1.0, fold_draws=1, normalise=False):
+def rounds(x, y, *, n_rounds=3, grid=C_GRID, power=1.0, fold_draws=1, normalise=False,
+           folds=5):
     """The default's loop with one thing changed: the C grid, the weights' sharpness,
-    fold draws averaged, or scores divided by their class's mean (confident learning's
-    per-class threshold)."""
+    fold draws averaged, the number of folds, or scores divided by their class's mean
+    (confident learning's per-class threshold)."""
     weights = None
     for _ in range(n_rounds):
-        probs = np.mean([cross_fitted_probabilities(x, y, 2, make_folds(y, 5, draw), weights,
-                                                    grid=grid)[0]
+        probs = np.mean([cross_fitted_probabilities(x, y, 2, make_folds(y, folds, draw),
+                                                    weights, grid=grid)[0]
                          for draw in range(fold_draws)], axis=0)
         score = given_probability(probs, y)
         if normalise:
@@ -73,6 +74,8 @@ VARIANTS = {
     "5 rounds": lambda x, y: rounds(x, y, n_rounds=5),
     "finer C grid (12 values)": lambda x, y: rounds(x, y, grid=FINE_GRID),
     "three fold draws averaged": lambda x, y: rounds(x, y, fold_draws=3),
+    "10 folds": lambda x, y: rounds(x, y, folds=10),
+    "10 folds, finer C grid": lambda x, y: rounds(x, y, folds=10, grid=FINE_GRID),
     "weights = rank ** 2": lambda x, y: rounds(x, y, power=2.0),
     "weights = rank ** 0.5": lambda x, y: rounds(x, y, power=0.5),
     "per-class normalised score": lambda x, y: rounds(x, y, normalise=True),
