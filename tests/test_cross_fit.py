@@ -321,3 +321,38 @@ def test_a_cross_fitted_env_state_restores_exactly():
     again = [other.step(np.ones(20, dtype=np.int8))[1:] for _ in range(3)]
     for (r1, *_, i1), (r2, *_, i2) in zip(ahead, again, strict=True):
         assert r1 == r2 and np.array_equal(i1["indices"], i2["indices"])
+
+
+def test_dvrl_bench_runs_agents_in_cross_fit_mode(tmp_path):
+    from dvrl_env.bench.harness import run_bench
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text('''
+name = "cross-fit"
+seeds = [0]
+noise_rate = 0.2
+
+[budget]
+fits = 8
+
+[[tasks]]
+name = "adult"
+env = "DataValuation-Adult-v0"
+options = { validation = "cross-fit", predictor = "logistic", n_train = 200, n_valid = 20, \
+            n_test = 40, batch_size = 20, predictor_epochs = 1 }
+
+[[agents]]
+name = "credit"
+options = { num_samples = 2, batch_size = 20 }
+
+[[agents]]
+name = "marginal"
+updates = 0
+''')
+    rows = run_bench(spec, tmp_path / "out", workers=1, in_process=True,
+                     log=lambda message: None)
+    by_agent = {row["agent"]: row for row in rows}
+    assert set(by_agent) == {"credit", "marginal"}
+    assert all(not row["error"] for row in rows)
+    assert float(by_agent["marginal"]["auroc"]) > 0.7  # the cross-fitted marginal information
+    assert int(by_agent["credit"]["fits"]) >= 8
