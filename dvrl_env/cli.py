@@ -246,6 +246,7 @@ RESUME_FIXED = (("--env", "env"), ("--csv", "csv"), ("--label-column", "label_co
 
 
 def cmd_value(args: argparse.Namespace) -> int:
+    args.started = time.perf_counter()  # the run's wall time includes loading the data
     if args.steps is not None and args.steps < 0:
         raise UserError(f"--steps must be >= 0, got {args.steps}.")
     if args.checkpoint_every is not None and args.checkpoint_every < 1:
@@ -419,7 +420,7 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
     from dvrl_env.data.crossfit import reference_weights
     from dvrl_env.evaluation import report
 
-    start = time.perf_counter()
+    start = getattr(args, "started", None) or time.perf_counter()
     dataset = env.unwrapped.dataset
     stopper = Stopper()
     rounds = settings.get("rounds", 1)

@@ -350,7 +350,10 @@ def issues_section(metrics: dict) -> list[str]:
 
 def summary(metrics: dict) -> str:
     s, r = metrics["settings"], metrics["robust_learning"]
-    lines = [f"{run_title(s)}: {metrics['steps_done']} updates in {metrics['seconds']} s"]
+    rounds = s.get("rounds") or 1
+    done = (f"{metrics['steps_done']} updates" if rounds == 1 else
+            f"{rounds} rounds of {metrics['steps_done']} update(s)")
+    lines = [f"{run_title(s)}: {done} in {metrics['seconds']} s"]
     if metrics["noise_known"]:
         d = metrics["detection"]
         lines.append(f"  detection AUROC {_fmt(d['auroc'])}  F1 {_fmt(d['f1'])}  "
