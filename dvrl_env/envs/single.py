@@ -77,7 +77,8 @@ class DataValuationEnv(gym.Env):
       or a :class:`~dvrl_env.ValuationDataset` (e.g. from :func:`~dvrl_env.from_arrays`).
     * ``n_train``, ``n_valid``, ``n_test``, ``noise_rate``, ``root``, ``download``,
       ``encoder``: passed to :func:`~dvrl_env.load_dataset` for a named dataset.
-    * ``data_seed``: the split and label-noise seed of a named dataset (default 0).
+    * ``data_seed``: the split and label-noise seed of a named dataset, and the folds' seed
+      with ``validation="cross-fit"`` (default 0).
     * ``dataset_options``: further options of a named dataset's source, e.g.
       ``{"verify_checksums": False}`` for CIFAR-10 files that are not the originals.
     * ``batch_size``: B, default ``min(2000, n_train)`` as in the official code.
