@@ -189,7 +189,7 @@ def plot_curves(rows: list[dict], path: Path) -> Path | None:
             ax.axhline(r.mean, color=f"C{j % 10}", lw=1.2, ls="--",
                        label=f"{agent}: {r.mean:.3f} ({what}, n={r.n})")
         ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-        ax.set(title=task, xlabel="predictor fits",
+        ax.set(title=task, xlabel="predictor fits", ylim=(0, 1),  # AUROC's range
                ylabel="detection AUROC (mean, 95% CI over seeds)")
         ax.legend(fontsize=7)
     fig.tight_layout()
