@@ -545,7 +545,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     try:
         run_bench(args.spec, args.out, workers=args.workers, ray=args.ray, resume=args.resume,
-                  max_cells=args.max_cells, threads=args.threads)
+                  max_cells=args.max_cells, threads=args.threads,
+                  allow_stale=args.allow_stale, rerun_stale=args.rerun_stale)
     except (SpecError, BenchError) as err:
         raise UserError(str(err)) from None
     return 0
@@ -641,6 +642,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="run only the cells missing (or failed) in --out's table")
     bench.add_argument("--max-cells", type=int, metavar="N",
                        help="run at most N of the missing cells, then write the outputs")
+    bench.add_argument("--allow-stale", action="store_true",
+                       help="with --resume: keep rows measured by other code than this tree's")
+    bench.add_argument("--rerun-stale", action="store_true",
+                       help="with --resume: run the cells of such stale rows again")
     bench.set_defaults(func=cmd_bench)
     sub.add_parser("envs", help="list env ids").set_defaults(func=cmd_envs)
     sub.add_parser("agents", help="list agent names").set_defaults(func=cmd_agents)

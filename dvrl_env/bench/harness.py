@@ -3,6 +3,7 @@ the table, the leaderboard, the figure and a copy of the spec under ``out``."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import sys
 from collections.abc import Callable
@@ -11,7 +12,8 @@ from pathlib import Path
 from dvrl_env.atomic import atomic_write_text
 from dvrl_env.bench import backends
 from dvrl_env.bench.cells import expand
-from dvrl_env.bench.leaderboard import leaderboard, plot_curves
+from dvrl_env.bench.code import code_identity, from_json, same_code
+from dvrl_env.bench.leaderboard import MIN_SEEDS, leaderboard, plot_curves, seeds_warning
 from dvrl_env.bench.spec import load_spec
 from dvrl_env.bench.store import Store, TableError
 
@@ -26,12 +28,18 @@ class BenchError(ValueError):
 def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = None,
               ray: str | None = None, resume: bool = False, max_cells: int | None = None,
               threads: int | None = None, log: Callable[[str], None] | None = None,
-              in_process: bool = False) -> list[dict]:
+              in_process: bool = False, allow_stale: bool = False,
+              rerun_stale: bool = False) -> list[dict]:
     """Run every cell of the spec not yet in ``out``'s table (``resume``), at most
     ``max_cells`` of them, each with ``threads`` threads (default: its share of the
     cores; results of RL agents depend on it, so compare runs with the same); returns
     the grid's rows. ``in_process`` runs the cells in this process (for a debugger),
-    not in worker processes."""
+    not in worker processes.
+
+    A row measured by other number-deciding code than the working tree's (see
+    :mod:`.code`) is stale: a resume refuses it, so one table never silently mixes
+    code, unless ``allow_stale`` (keep those rows) or ``rerun_stale`` (run those cells
+    again)."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     spec = load_spec(spec_path)
     out = Path(out)
@@ -56,6 +64,9 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
                          "[resources] cpus_per_cell sets each cell's threads.")
     if max_cells is not None and max_cells < 0:
         raise BenchError(f"--max-cells must be >= 0, got {max_cells}.")
+    if allow_stale and rerun_stale:
+        raise BenchError("--allow-stale keeps the stale rows and --rerun-stale runs their "
+                         "cells again: give one of them.")
     cells = expand(spec)
     try:
         store = Store(table, [c.key for c in cells], warn=log)
@@ -63,12 +74,21 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
         raise BenchError(str(err)) from None
     atomic_write_text(out / SPEC_COPY, Path(spec_path).read_text(encoding="utf-8"))
     done = store.done()
+    stale = _stale(store, cells, done, code_identity(spec.imports), table)
+    if stale and not (allow_stale or rerun_stale):
+        raise BenchError(stale.message)
+    if stale and allow_stale:
+        log(f"warning: keeping {stale.count} stale row(s) (--allow-stale): {stale.what}.")
+    if stale and rerun_stale:
+        done -= stale.keys
     todo = [c for c in cells if c.key not in done]
     if max_cells is not None:
         todo = todo[:max_cells]
     where = f"Ray ({ray})" if ray else f"{workers or backends.cores()} local worker(s)"
     log(f"{spec.name}: {len(cells)} cells, {len(cells) - len(todo)} in {table} already; "
         f"running {len(todo)} on {where}.")
+    if len(spec.seeds) < MIN_SEEDS:
+        log(f"warning: {seeds_warning(len(spec.seeds))}")
     count = [0]
 
     def on_row(row: dict) -> None:
@@ -90,7 +110,8 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
                 raise BenchError(f"{err} The table keeps every finished cell.") from None
     store.write()
     rows = store.grid_rows()
-    atomic_write_text(out / BOARD, leaderboard(rows, f"Leaderboard: {spec.name}"))
+    atomic_write_text(out / BOARD, leaderboard(rows, f"Leaderboard: {spec.name}",
+                                               seeds=len(spec.seeds)))
     plot_curves(rows, out / FIGURE)
     if spec.report is not None:
         written = importlib.import_module(spec.report).report(rows, out)
@@ -99,3 +120,39 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
     log(f"wrote {table}, {out / BOARD}" + (f"; {missing} cell(s) missing or failed (--resume "
                                            "runs them)" if missing else ""))
     return rows
+
+
+@dataclasses.dataclass(frozen=True)
+class Stale:
+    """The grid's finished cells whose rows ran other code than the working tree's."""
+
+    keys: set[str]
+    count: int
+    what: str      # what changed, in words
+    message: str   # the one-line refusal
+
+    def __bool__(self) -> bool:
+        return bool(self.keys)
+
+
+def _stale(store: Store, cells: list, done: set[str], current: dict, table: Path) -> Stale:
+    """Which finished grid cells are stale, what changed, and the refusal naming both
+    (the first few cells by name) and the two ways on."""
+    changes: dict[str, None] = {}
+    stale = []
+    for cell in cells:
+        if cell.key in done:
+            changed = same_code(from_json(store.rows[cell.key].get("code", "")), current)
+            if changed:
+                stale.append(cell)
+                changes.update(dict.fromkeys(changed))
+    if not stale:
+        return Stale(set(), 0, "", "")
+    what = "; ".join(changes)
+    names = ", ".join(f"{c.task}/{c.agent}/seed {c.seed}" for c in stale[:3]) + \
+        (f" and {len(stale) - 3} more" if len(stale) > 3 else "")
+    message = (f"{len(stale)} of the {len(done & {c.key for c in cells})} finished cells in "
+               f"{table} are stale (measured by other code: {what}; {names}); pass "
+               "--rerun-stale to run them again, --allow-stale to keep their rows, or "
+               "choose a new --out.")
+    return Stale({c.key for c in stale}, len(stale), what, message)

@@ -74,6 +74,10 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict:
            "seed": cell.seed, "noise_rate": cell.noise_rate,
            "budget_fits": "" if cell.fits is None else cell.fits}
     try:
+        from dvrl_env.bench.code import code_identity, to_json
+
+        # the code as the cell starts: resume compares it with the working tree's
+        row["code"] = to_json(code_identity(cell.imports))
         if threads is not None:
             set_threads(threads)
         row.update(_measure(cell))
@@ -158,6 +162,10 @@ def score(dataset, values: np.ndarray, metrics: tuple[str, ...], notes: dict) ->
         out.update(f1=_round(detection.f1), auprc=_round(detection.auprc))
     if "gap" in metrics:
         out["gap"] = _round(value_gap(values, mask))
+        # in standard deviations of the values: agents' values are on different scales
+        # (credit's on its own), so only this form compares across agents
+        spread = float(np.std(values))
+        out["gap_sd"] = _round(value_gap(values, mask) / spread) if spread > 0 else ""
     if "remove_high_low" in metrics:
         removal = remove_high_low(dataset, values, fractions=np.array(REMOVE_FRACTIONS))
         out["remove_high"] = _round(float(np.mean(removal.remove_high)))

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -176,12 +177,25 @@ def parse_spec(data: dict, where: str = "spec") -> Spec:
                 agent_entries, float(cpus), float(gpus), probe, probe_options, report)
 
 
+#: the source hash each plugin module was imported from in this process
+_SOURCES: dict[str, str] = {}
+
+
 def import_modules(modules: tuple[str, ...] | list[str], where: str = "spec") -> None:
     """Import the spec's ``imports`` (modules that register agents), here and in every
-    worker, before any agent is made."""
+    worker, before any agent is made. A module edited since this process imported it
+    is reloaded, so a cell run in this process (``in_process``) runs the source its row
+    names (:mod:`.code`)."""
+    from dvrl_env.bench.code import plugin_sha256
+
     for module in modules:
         try:
-            importlib.import_module(module)
+            source = plugin_sha256(module)
+            if module in sys.modules and _SOURCES.get(module, source) != source:
+                importlib.reload(sys.modules[module])
+            else:
+                importlib.import_module(module)
+            _SOURCES[module] = source
         except ImportError as err:
             raise SpecError(f"{where}: imports names {module!r}, which cannot be imported "
                             f"({err}); put it on PYTHONPATH or install it.") from None

@@ -23,9 +23,12 @@ from dvrl_env.atomic import atomic_write
 COLUMNS = ["key", "task", "env", "env_options", "agent", "agent_name", "options", "seed",
            "noise_rate", "budget_fits", "fits", "updates", "seconds", "auroc", "f1", "gap",
            "remove_high", "remove_low", "robust_acc", "unweighted_acc", "clean_acc", "error",
-           "curve", "kind", "auprc", "extra"]
+           "curve", "kind", "auprc", "extra", "gap_sd", "code"]
 #: the columns before methods, probes and AUPRC: such a table is read, the new ones empty
 OLD_COLUMNS = COLUMNS[:COLUMNS.index("curve") + 1]
+#: every header an older table may have (columns are only ever appended): the one
+#: before the hooks, and the one before rows named their code (``code``, ``gap_sd``)
+ACCEPTED = (OLD_COLUMNS, COLUMNS[:COLUMNS.index("extra") + 1], COLUMNS)
 #: columns that differ between identical runs (wall time)
 VOLATILE = ("seconds",)
 
@@ -84,7 +87,7 @@ def read_table(path: str | Path, warn: Callable[[str], None] | None = None) -> l
         return []
     records = [r for r in csv.reader(io.StringIO(text, newline="")) if r]  # blank lines
     header = records.pop(0) if records else []
-    if header not in (COLUMNS, OLD_COLUMNS):
+    if header not in ACCEPTED:
         missing = [c for c in COLUMNS if c not in header]
         unexpected = [c for c in header if c not in COLUMNS]
         raise TableError(f"{path} has the columns {header}, not a dvrl bench table's: expected "

@@ -15,7 +15,7 @@ from dvrl_env.bench.store import extra, number
 #: the store's columns that hold numbers
 NUMERIC = ("seed", "noise_rate", "budget_fits", "fits", "updates", "seconds", "auroc", "f1",
            "gap", "remove_high", "remove_low", "robust_acc", "unweighted_acc", "clean_acc",
-           "auprc")
+           "auprc", "gap_sd")
 
 
 def parsed(rows: Iterable[dict]) -> list[dict]:
