@@ -42,7 +42,12 @@ ENTRY_POINT_GROUP = "dvrl_env.plugins"
 
 
 class PluginError(ImportError):
-    """A module named with ``--import`` (or recorded in a run) that cannot be imported."""
+    """A module named with ``--import`` (or recorded in a run) that cannot be imported;
+    ``module`` names it and ``reason`` says why, in one line."""
+
+    def __init__(self, message: str, module: str = "", reason: str = ""):
+        super().__init__(message)
+        self.module, self.reason = module, reason
 
 
 class PluginWarning(UserWarning):
@@ -59,7 +64,8 @@ def import_plugin(name: str) -> None:
     module and the reason."""
     if not name or not all(part.isidentifier() for part in name.split(".")):
         raise PluginError(f"--import {name!r} is not a module name; give a dotted Python "
-                          "module name such as my_plugin or mypackage.plugins.")
+                          "module name such as my_plugin or mypackage.plugins.", name,
+                          "not a module name")
     cwd = os.getcwd()
     if not any(entry in ("", ".", cwd) for entry in sys.path):
         sys.path.insert(0, cwd)
@@ -67,9 +73,12 @@ def import_plugin(name: str) -> None:
         importlib.import_module(name)
     except Exception as err:  # noqa: BLE001  (the user's module: any failure is reported)
         reason = f"{type(err).__name__}: {err}".replace("\n", " ")
-        raise PluginError(f"--import {name}: the module cannot be imported ({reason}); put "
-                          "its folder on PYTHONPATH (or run from that folder), install it, "
-                          "or fix the error it raises.") from None
+        missing = isinstance(err, ModuleNotFoundError) and err.name is not None and \
+            (name == err.name or name.startswith(err.name + "."))
+        fix = ("put its folder on PYTHONPATH (or run from that folder), or install it"
+               if missing else "fix the error its import raises")
+        raise PluginError(f"--import {name}: the module cannot be imported ({reason}); "
+                          f"{fix}.", name, reason) from None
 
 
 def load_plugins(warn: Callable[[str], None] | None = None) -> list[str]:
