@@ -25,7 +25,7 @@ from dvrl_env import cli, plugins
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "extending.md"
 ENV = "DataValuation-BreastCancer-v0"
-SMALL = ["--env-arg", "predictor=tanh_mlp", "--env-arg", "batch_size=64",
+SMALL = ["--env-arg", "predictor=tanh_mlp", "--env-arg", "batch_size=32", "--env-arg", "n_train=64",
          "--env-arg", "predictor_epochs=1"]
 
 
@@ -141,7 +141,8 @@ def test_bench_uses_the_plugin(tmp_path, how):
     spec = ('imports = ["my_plugin"]\n' if how == "spec imports" else "") + (
         f'seeds = [0]\nnoise_rate = 0.2\n[budget]\nupdates = 2\n'
         f'[[tasks]]\nname = "cancer"\nenv = "{ENV}"\n'
-        'options = { predictor = "tanh_mlp", batch_size = 64, predictor_epochs = 1 }\n'
+        'options = { predictor = "tanh_mlp", batch_size = 32, n_train = 64, '
+        'predictor_epochs = 1 }\n'
         '[[agents]]\nname = "table_reinforce"\n')
     (tmp_path / "spec.toml").write_text(spec)
     extra = ["--import", "my_plugin"] if how == "--import" else []
