@@ -22,6 +22,7 @@ from agents.credit import CreditAgent
 from agents.critic import AdditiveCritic
 from agents.gumbel import GumbelSoftmax
 from agents.reinforce import Reinforce
+from dvrl_env.plugins import load_plugins
 
 AgentFactory = Callable[..., Agent]
 
@@ -42,14 +43,24 @@ _REGISTRY: dict[str, AgentFactory | str] = {
 
 
 def names() -> list[str]:
-    """The names :func:`make` accepts."""
+    """The names :func:`make` accepts (installed plugins loaded first, once:
+    :mod:`dvrl_env.plugins`)."""
+    load_plugins()
     return sorted(_REGISTRY)
+
+
+def _known(name: str) -> bool:
+    """Whether ``name`` is registered; a name not yet known loads the installed plugins
+    (once) before the answer is no."""
+    if name not in _REGISTRY:
+        load_plugins()
+    return name in _REGISTRY
 
 
 def describe(name: str) -> str:
     """One line on the agent ``name``: its factory's docstring up to the first blank line
     (what ``dvrl agents`` prints, as ``dvrl envs`` prints each dataset's description)."""
-    if name not in _REGISTRY:
+    if not _known(name):
         raise ValueError(f"Unknown agent {name!r}; choose one of {names()}.")
     try:
         doc = _factory(name).__doc__ or ""
@@ -77,8 +88,9 @@ def make(name: str, env: gym.Env, *, seed: int = 0, **config) -> Agent:
 
     The agent takes ``name`` as its :attr:`~Agent.name`: its checkpoints record it, so
     :func:`load` rebuilds it through the same registry entry."""
-    if name not in _REGISTRY:
-        raise ValueError(f"Unknown agent {name!r}; choose one of {names()}.")
+    if not _known(name):
+        raise ValueError(f"Unknown agent {name!r}; choose one of {names()} (or import "
+                         "the module that registers it first: --import MODULE in dvrl).")
     factory = _factory(name)
     if isinstance(env, gym.vector.VectorEnv):  # agents step one env, or copies they make
         config_class = getattr(factory, "config_class", None)
@@ -125,7 +137,7 @@ def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoi
     any agent is restored, through :func:`make` with the name and options it was saved
     with, then the agent's own state."""
     name = checkpoint["agent"]
-    if name not in _REGISTRY:
+    if not _known(name):
         raise CheckpointError(f"{path} holds agent {name!r}, which is not registered here "
                               f"({names()}); register it with agents.register before loading.")
     # where files go is the caller's choice, never the file's: a saved log_dir is dropped

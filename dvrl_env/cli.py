@@ -6,6 +6,11 @@
     dvrl evaluate runs/digits
     dvrl bench benchmarks/specs/leaderboard.toml --out runs/leaderboard --workers 2
     dvrl envs | dvrl agents
+    dvrl value --import my_plugin --agent my_agent --env DataValuation-Mine-v0 --out runs/mine
+
+``--import MODULE`` (every command) imports a module that registers agents, datasets,
+predictors or bench hooks before anything else; installed plugins (the entry-point group
+``dvrl_env.plugins``, :mod:`dvrl_env.plugins`) are loaded at start.
 
 This is the one module of ``dvrl_env`` that imports ``agents``.
 """
@@ -34,6 +39,7 @@ import dvrl_env
 from dvrl_env import find, runs
 from dvrl_env.data.registry import dataset_entry
 from dvrl_env.data.tabular import load_csv
+from dvrl_env.plugins import PluginError, import_plugin, load_plugins, loaded_plugins
 from dvrl_env.runs import RunDir, RunError
 
 #: without --checkpoint-every, a checkpoint is written when this many seconds have passed
@@ -287,6 +293,8 @@ def new_run(args: argparse.Namespace) -> int:
         "seed": 0 if args.seed is None else args.seed,
         "threads": 1 if args.threads is None else args.threads,
         "rounds": rounds,
+        # modules that registered what the run uses: resume and evaluate import them again
+        "imports": list(args.imports),
     }
     check_inputs_outside(run.path, settings)
     set_threads(settings["threads"])
@@ -340,6 +348,7 @@ def continue_run(run: RunDir, args: argparse.Namespace) -> int:
         raise UserError(f"--resume {out} continues the run as {run.RUN} records it (agent "
                         f"{settings['agent']!r}, seed {settings['seed']}); {', '.join(conflicts)} "
                         "cannot change it. Start a new run with --out for other settings.")
+    settings["imports"] = import_recorded(run, settings, args.imports)
     run.check_inputs(settings)
     if args.threads is not None and args.threads != settings.get("threads", 1):
         print(f"dvrl: warning: the run used --threads {settings.get('threads', 1)}; with "
@@ -370,6 +379,22 @@ def continue_run(run: RunDir, args: argparse.Namespace) -> int:
               file=sys.stderr)
     run.write_settings(settings)
     return execute(run, settings, env, agent, args, round_state=round_state)
+
+
+def import_recorded(run: RunDir, settings: dict, extra: list[str]) -> list[str]:
+    """Import the modules the run was made with (its ``--import``), then ``extra`` ones
+    given now (already imported by :func:`main`); returns them all, in order. One that
+    cannot be imported now is refused: the run's agent or dataset would be unknown."""
+    recorded = settings.get("imports", [])
+    for name in recorded:
+        try:
+            import_plugin(name)
+        except PluginError as err:
+            raise UserError(f"the run in {run.path} was made with --import {name}, which "
+                            f"cannot be imported now ({err.reason}); put its folder on "
+                            "PYTHONPATH (or run from that folder) or install it, then run "
+                            "again.") from None
+    return list(dict.fromkeys([*recorded, *extra]))
 
 
 def checkpoint_round(checkpoint: dict, path: Path) -> dict:
@@ -499,6 +524,7 @@ def evaluate_run(run: RunDir, args: argparse.Namespace) -> int:
     from dvrl_env.evaluation import report
 
     settings = run.read_settings()
+    import_recorded(run, settings, args.imports)
     run.check_inputs(settings)
     set_threads(args.threads or settings.get("threads", 1))
     env = build_env(settings)
@@ -544,9 +570,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from dvrl_env.bench.spec import SpecError
 
     try:
+        # --import and the installed plugins: imported in every worker too
         run_bench(args.spec, args.out, workers=args.workers, ray=args.ray, resume=args.resume,
                   max_cells=args.max_cells, threads=args.threads,
-                  allow_stale=args.allow_stale, rerun_stale=args.rerun_stale)
+                  allow_stale=args.allow_stale, rerun_stale=args.rerun_stale,
+                  imports=[*args.imports, *loaded_plugins()])
     except (SpecError, BenchError) as err:
         raise UserError(str(err)) from None
     return 0
@@ -581,10 +609,21 @@ THREADS_HELP = ("torch and BLAS threads (default 1: these models are small, and 
                 "than free cores slow a busy machine down many times)")
 
 
+IMPORT_HELP = ("import MODULE first (repeatable): your module that registers agents, "
+               "datasets, predictors or bench methods (docs/extending.md). It is found as "
+               "python -m finds modules: the current directory (added to the path if "
+               "missing), then PYTHONPATH and the installed packages. Installed plugins "
+               "(entry-point group dvrl_env.plugins) are loaded without it")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="dvrl", description=__doc__.split("\n\n")[0])
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE", help=IMPORT_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
-    value = sub.add_parser("value", help="learn data values and evaluate them")
+    value = sub.add_parser(
+        "value", parents=[common], help="learn data values and evaluate them")
     value.add_argument("--env", help=f"a registered env id (default {DEFAULT_ENV})")
     value.add_argument("--csv", help="your own training table instead of --env")
     value.add_argument("--label-column", help="the label column of --csv")
@@ -620,12 +659,14 @@ def build_parser() -> argparse.ArgumentParser:
     value.add_argument("--threads", type=int, help=THREADS_HELP)
     value.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     value.set_defaults(func=cmd_value)
-    evaluate = sub.add_parser("evaluate", help="recompute metrics and plots of a finished run")
+    evaluate = sub.add_parser(
+        "evaluate", parents=[common], help="recompute metrics and plots of a finished run")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--threads", type=int, help=THREADS_HELP)
     evaluate.add_argument("--quiet", action="store_true")
     evaluate.set_defaults(func=cmd_evaluate)
-    bench = sub.add_parser("bench", help="run a benchmark grid (a TOML spec) and rank agents")
+    bench = sub.add_parser(
+        "bench", parents=[common], help="run a benchmark grid (a TOML spec) and rank agents")
     bench.add_argument("spec", help="the grid's TOML spec (see benchmarks/specs/)")
     bench.add_argument("--out", required=True,
                        help="directory for results.csv, leaderboard.md, the figure, the spec")
@@ -647,8 +688,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--rerun-stale", action="store_true",
                        help="with --resume: run the cells of such stale rows again")
     bench.set_defaults(func=cmd_bench)
-    sub.add_parser("envs", help="list env ids").set_defaults(func=cmd_envs)
-    sub.add_parser("agents", help="list agent names").set_defaults(func=cmd_agents)
+    sub.add_parser(
+        "envs", parents=[common], help="list env ids").set_defaults(func=cmd_envs)
+    sub.add_parser(
+        "agents", parents=[common], help="list agent names").set_defaults(func=cmd_agents)
     return parser
 
 
@@ -660,6 +703,7 @@ def main(argv: list[str] | None = None) -> int:
     args = argparse.Namespace(func=None)
     try:
         args = build_parser().parse_args(argv)
+        import_plugins(args.imports)
         return args.func(args)
     except (UserError, RunError) as err:
         return error(str(err))
@@ -678,6 +722,17 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def import_plugins(modules: list[str]) -> None:
+    """Before anything else: the installed plugins (a broken one is a warning), then each
+    ``--import`` module (one that cannot be imported is an error)."""
+    load_plugins(warn=lambda message: print(f"dvrl: warning: {message}", file=sys.stderr))
+    for name in modules:
+        try:
+            import_plugin(name)
+        except PluginError as err:
+            raise UserError(str(err)) from None
 
 
 def os_error_message(err: OSError, command) -> str:

@@ -53,6 +53,8 @@ SETTINGS_TYPES = {
     "env": ("a string or null", lambda v: v is None or isinstance(v, str)),
     "csv": ("a string or null", lambda v: v is None or isinstance(v, str)),
     "input_sha256": ("a JSON object", lambda v: isinstance(v, dict)),
+    "imports": ("a list of module names",
+                lambda v: isinstance(v, list) and all(isinstance(m, str) for m in v)),
     "rounds": ("an integer >= 1", lambda v: isinstance(v, int) and not isinstance(v, bool)
                and v >= 1),
 }

@@ -16,7 +16,13 @@ from dvrl_env import cli
 from dvrl_env.data import registry, sources
 from dvrl_env.data.columns import Column, TableError, encode_rows
 from dvrl_env.data.datasets import load_dataset
-from dvrl_env.data.registry import DatasetEntry, Splits, dataset_entry, register_dataset
+from dvrl_env.data.registry import (
+    DatasetEntry,
+    Splits,
+    dataset_entry,
+    register_dataset,
+    split_pool,
+)
 from dvrl_env.data.tabular import load_csv
 from dvrl_env.predictors import PREDICTORS, register_predictor
 from tests.conftest import separable_arrays
@@ -163,7 +169,7 @@ def tiny_adult(monkeypatch):
 
 def test_adult_and_csv_files_encode_one_table_alike(tiny_adult, tmp_path):
     adult = load_dataset("adult", n_train=12, n_valid=6, n_test=6, seed=3)
-    parts = sources._split_pool(len(TINY_ROWS), 12, 6, 6, 3, "tiny")
+    parts = split_pool(len(TINY_ROWS), 12, 6, 6, 3, "tiny")
     paths = [tmp_path / f"{split}.csv" for split in ("train", "valid", "test")]
     for path, rows in zip(paths, parts, strict=True):
         path.write_text("\n".join(["age,city,hours,income",

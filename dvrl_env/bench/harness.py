@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from dvrl_env.atomic import atomic_write_text
@@ -29,12 +29,13 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
               ray: str | None = None, resume: bool = False, max_cells: int | None = None,
               threads: int | None = None, log: Callable[[str], None] | None = None,
               in_process: bool = False, allow_stale: bool = False,
-              rerun_stale: bool = False) -> list[dict]:
+              rerun_stale: bool = False, imports: Sequence[str] = ()) -> list[dict]:
     """Run every cell of the spec not yet in ``out``'s table (``resume``), at most
     ``max_cells`` of them, each with ``threads`` threads (default: its share of the
     cores; results of RL agents depend on it, so compare runs with the same); returns
     the grid's rows. ``in_process`` runs the cells in this process (for a debugger),
-    not in worker processes.
+    not in worker processes. ``imports``: modules imported in every cell besides the
+    spec's ``imports`` (``dvrl bench --import``; import them here first).
 
     A row measured by other number-deciding code than the working tree's (see
     :mod:`.code`) is stale: a resume refuses it, so one table never silently mixes
@@ -42,6 +43,8 @@ def run_bench(spec_path: str | Path, out: str | Path, *, workers: int | None = N
     again)."""
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
     spec = load_spec(spec_path)
+    if imports:
+        spec = dataclasses.replace(spec, imports=tuple(dict.fromkeys((*spec.imports, *imports))))
     out = Path(out)
     table = out / TABLE
     if table.exists() and not resume:

@@ -6,7 +6,13 @@ beside this module."""
 
 from dvrl_env.data import sources  # noqa: F401  (registers the built-in datasets)
 from dvrl_env.data.datasets import ValuationDataset, add_label_noise, from_arrays, load_dataset
-from dvrl_env.data.registry import DatasetEntry, Splits, dataset_names, register_dataset
+from dvrl_env.data.registry import (
+    DatasetEntry,
+    Splits,
+    dataset_names,
+    register_dataset,
+    split_pool,
+)
 
 __all__ = ["DatasetEntry", "Splits", "ValuationDataset", "add_label_noise", "dataset_names",
-           "from_arrays", "load_dataset", "register_dataset"]
+           "from_arrays", "load_dataset", "register_dataset", "split_pool"]

@@ -25,6 +25,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from dvrl_env.plugins import load_plugins
+
 __all__ = [
     "ALL",
     "DatasetEntry",
@@ -37,6 +39,7 @@ __all__ = [
     "on_register",
     "register_dataset",
     "resolve_n_train",
+    "split_pool",
 ]
 
 
@@ -148,6 +151,40 @@ def resolve_n_train(n_train: int | str, available: int, what: str) -> int:
     return int(available)
 
 
+def split_pool(
+    n_available: int, n_train: int | str, n_valid: int, n_test: int | None, seed: int,
+    what: str = "the dataset",
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Disjoint random train, validation and test indices into a pool of ``n_available``
+    examples: what a loader needs to turn one table into :class:`Splits`, as the
+    built-in loaders do. The sizes are checked as :func:`check_sizes` does;
+    ``n_test=None`` takes every example the other two leave, and ``n_train="all"`` (with
+    a number for ``n_test``) every example the validation and test splits leave. The
+    same ``seed`` gives the same indices; asking for more than the pool holds raises a
+    ValueError naming ``what``::
+
+        train, valid, test = split_pool(len(y), n_train, n_valid, n_test, seed, "toy")
+        return Splits(x[train], y[train], x[valid], y[valid], x[test], y[test], 2, {})
+    """
+    check_sizes(n_train, n_valid, n_test)
+    if n_train == ALL:
+        if n_test is None:
+            raise ValueError(f"n_train='all' and n_test=None both ask {what} for the examples "
+                             "left over; give n_test a number.")
+        n_train = resolve_n_train(n_train, n_available - n_valid - n_test, what)
+    wanted = n_train + n_valid + (n_test or 0)
+    if wanted > n_available or (n_test is None and wanted >= n_available):
+        asked = f"n_train + n_valid{' + n_test' if n_test else ''} = {wanted}"
+        raise ValueError(
+            f"{what} has {n_available} examples, but {asked}"
+            f"{'' if n_test else ' leaves none for the test split'}; ask for fewer."
+        )
+    perm = np.random.default_rng(seed).permutation(n_available)
+    stop = n_train + n_valid
+    test = perm[stop:] if n_test is None else perm[stop : stop + n_test]
+    return perm[:n_train], perm[n_train:stop], test
+
+
 def register_dataset(entry: DatasetEntry) -> DatasetEntry:
     """Add a dataset; its Gymnasium id is registered at once (see :func:`on_register`).
 
@@ -183,20 +220,26 @@ def on_register(listener: Callable[[DatasetEntry], None]) -> None:
 
 
 def dataset_names() -> list[str]:
-    """The registered names, in registration order."""
+    """The registered names, in registration order (installed plugins loaded first,
+    once: :mod:`dvrl_env.plugins`)."""
+    load_plugins()
     return list(_ENTRIES)
 
 
 def dataset_entries() -> list[DatasetEntry]:
-    """The registered entries, in registration order."""
+    """The registered entries, in registration order (installed plugins loaded first)."""
+    load_plugins()
     return list(_ENTRIES.values())
 
 
 def dataset_entry(name: str) -> DatasetEntry:
     """The entry of a name or alias, compared as lower case with ``-`` read as ``_``."""
     key = _key(name) if isinstance(name, str) else name
-    for entry in _ENTRIES.values():
-        if key == entry.name or key in entry.aliases:
-            return entry
+    for attempt in range(2):  # a name not yet known loads the installed plugins, once
+        for entry in _ENTRIES.values():
+            if key == entry.name or key in entry.aliases:
+                return entry
+        if attempt == 0:
+            load_plugins()
     raise ValueError(f"Unknown dataset {name!r}; choose one of {dataset_names()} or register "
                      "your own with dvrl_env.data.registry.register_dataset.")

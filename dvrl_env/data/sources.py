@@ -25,12 +25,12 @@ import numpy as np
 from dvrl_env.data import encoders
 from dvrl_env.data.columns import Column, encode_rows
 from dvrl_env.data.registry import (
-    ALL,
     DatasetEntry,
     Splits,
     check_sizes,
     register_dataset,
     resolve_n_train,
+    split_pool,
 )
 
 __all__ = [
@@ -50,31 +50,6 @@ def default_data_root() -> Path:
     return Path(os.environ.get("DVRL_DATA") or "~/.cache/dvrl_env/data").expanduser()
 
 
-def _split_pool(
-    n_available: int, n_train: int | str, n_valid: int, n_test: int | None, seed: int,
-    what: str,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Disjoint random train/valid/test indices into one pool; ``n_test=None``: the rest;
-    ``n_train="all"``: every example the validation and test splits leave."""
-    check_sizes(n_train, n_valid, n_test)
-    if n_train == ALL:
-        if n_test is None:
-            raise ValueError(f"n_train='all' and n_test=None both ask {what} for the examples "
-                             "left over; give n_test a number.")
-        n_train = resolve_n_train(n_train, n_available - n_valid - n_test, what)
-    wanted = n_train + n_valid + (n_test or 0)
-    if wanted > n_available or (n_test is None and wanted >= n_available):
-        asked = f"n_train + n_valid{' + n_test' if n_test else ''} = {wanted}"
-        raise ValueError(
-            f"{what} has {n_available} examples, but {asked}"
-            f"{'' if n_test else ' leaves none for the test split'}; ask for fewer."
-        )
-    perm = np.random.default_rng(seed).permutation(n_available)
-    stop = n_train + n_valid
-    test = perm[stop:] if n_test is None else perm[stop : stop + n_test]
-    return perm[:n_train], perm[n_train:stop], test
-
-
 # --- scikit-learn digits --------------------------------------------------------------
 
 
@@ -90,7 +65,7 @@ def load_digits(*, n_train: int | str, n_valid: int, n_test: int | None, seed: i
     bunch = sk_digits()
     x = (bunch.data / 16.0).astype(np.float32)
     y = bunch.target.astype(np.int64)
-    tr, va, te = _split_pool(len(y), n_train, n_valid, n_test, seed, "Digits")
+    tr, va, te = split_pool(len(y), n_train, n_valid, n_test, seed, "Digits")
     meta = {
         "feature_names": [f"pixel_{r}_{c}" for r in range(8) for c in range(8)],
         "n_available": len(y),
@@ -181,7 +156,7 @@ def load_adult(*, n_train: int | str, n_valid: int, n_test: int | None, seed: in
     """
     table = _adult_table()
     y = table.labels
-    tr, va, te = _split_pool(len(y), n_train, n_valid, n_test, seed, "Adult")
+    tr, va, te = split_pool(len(y), n_train, n_valid, n_test, seed, "Adult")
     encodings = [column.fit(tr) for column in table.columns]
     x_tr, x_va, x_te = (encode_rows(table.columns, encodings, idx).astype(np.float32)
                         for idx in (tr, va, te))

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dvrl_env.plugins import load_plugins
+
 PredictorFactory = Callable[[int, int], nn.Module]
 
 def mlp(num_features: int, num_classes: int, hidden: int = 100) -> nn.Module:
@@ -95,6 +97,8 @@ def resolve_predictor(spec: str | PredictorSpec | Callable[..., nn.Module]) -> P
     if isinstance(spec, PredictorSpec):
         return spec
     if isinstance(spec, str):
+        if spec not in PREDICTORS:  # not yet known: the installed plugins may add it
+            load_plugins()
         if spec not in PREDICTORS:
             raise ValueError(f"Unknown predictor {spec!r}; choose one of {list(PREDICTORS)} "
                              "or pass a callable returning a fresh torch.nn.Module.")
