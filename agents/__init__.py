@@ -15,13 +15,15 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from agents.base import Agent, AgentConfig, FitBudget
+from agents.base import Agent, AgentConfig
 from agents.baselines import MarginalInformation, RandomValues, SupervisedOracle
+from agents.callbacks import Callback, CallbackList, FitBudget
 from agents.checkpoint import CheckpointError, read_checkpoint
 from agents.credit import CreditAgent
 from agents.critic import AdditiveCritic
 from agents.gumbel import GumbelSoftmax
 from agents.reinforce import Reinforce
+from agents.result import ValuationResult
 from dvrl_env.plugins import load_plugins
 
 AgentFactory = Callable[..., Agent]
@@ -151,5 +153,5 @@ def from_checkpoint(checkpoint: dict, env: gym.Env, path: str | Path = "checkpoi
     return agent
 
 
-__all__ = ["Agent", "AgentConfig", "CheckpointError", "FitBudget", "describe", "from_checkpoint",
-           "load", "make", "names", "register"]
+__all__ = ["Agent", "AgentConfig", "Callback", "CallbackList", "CheckpointError", "FitBudget",
+           "ValuationResult", "describe", "from_checkpoint", "load", "make", "names", "register"]

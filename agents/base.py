@@ -20,6 +20,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from agents.callbacks import (
+    CallbackLike,
+    FitBudget,  # noqa: F401  (its home before agents.callbacks)
+    as_callback,
+)
 from agents.checkpoint import (
     CheckpointError,
     check_env_identity,
@@ -28,26 +33,9 @@ from agents.checkpoint import (
     write_checkpoint,
 )
 from agents.progress import ProgressLog
+from agents.result import ValuationResult
 from dvrl_env import resolve_device
 from dvrl_env.options import Range, check_options, check_ranges, dataclass_hints
-
-# callback(agent, step, logs) -> False stops learning
-Callback = Callable[["Agent", int, dict], Any]
-
-
-class FitBudget:
-    """A ``learn`` callback that stops learning once the agent has used ``max_fits``
-    predictor fits: agents with different K and batch sizes then compare at equal
-    compute (``agent.learn(10**9, callback=FitBudget(2400))``)."""
-
-    def __init__(self, max_fits: int):
-        if max_fits < 1:
-            raise ValueError(f"max_fits must be >= 1, got {max_fits}.")
-        self.max_fits = int(max_fits)
-
-    def __call__(self, agent: Agent, step: int, logs: dict) -> bool:
-        return agent.fits_used < self.max_fits
-
 
 #: the widest hidden layer an option may ask for: a typo (``comb_dim=1e9``) is refused
 #: instead of allocating gigabytes (the defaults are 10 to 100)
@@ -114,17 +102,21 @@ class Agent:
 
     # ---- public API ------------------------------------------------------------------
     def learn(self, total_steps: int, *, progress_bar: bool = True,
-              callback: Callback | None = None) -> Agent:
+              callback: CallbackLike | list[CallbackLike] | None = None) -> Agent:
         """Run ``total_steps`` updates (outer iterations). After each, :attr:`logger`
-        logs a row every ``log_every`` updates, then ``callback(agent, step, logs)`` gets
-        that row (or the update's own logs between rows); False stops learning."""
+        logs a row every ``log_every`` updates, then the callback's ``on_step(agent,
+        step, logs)`` gets that row (or the update's own logs between rows); False stops
+        learning. ``callback`` is an :class:`agents.callbacks.Callback`, a plain function
+        ``fn(agent, step, logs)``, a list of either (all called, in order) or None."""
         if total_steps < 0:
             raise ValueError(f"total_steps must be >= 0, got {total_steps}.")
+        callback = as_callback(callback)
         self._start_fit_count()
         self.logger.start()
         bar = tqdm(total=total_steps, desc=f"{self.name}", disable=not progress_bar,
                    dynamic_ncols=True)
         try:
+            callback.on_start(self, total_steps)
             for _ in range(total_steps):
                 logs = self._update()
                 self.steps_done += 1
@@ -134,10 +126,11 @@ class Agent:
                     logs = row
                     bar.set_postfix({k: f"{v:.3f}" for k, v in row.items()
                                      if k in ("reward", "auroc")})
-                if callback is not None and callback(self, self.steps_done, logs) is False:
+                if callback.on_step(self, self.steps_done, logs) is False:
                     break
         finally:
             bar.close()
+            callback.on_end(self)
         return self
 
     @property
@@ -168,6 +161,13 @@ class Agent:
         """One value per training point, in training-set order; higher is more valuable."""
         values = self._values_from(self.unwrapped.all_observations())
         return np.asarray(values, dtype=np.float64).reshape(-1)
+
+    def valuation(self) -> ValuationResult:
+        """The values with what the agent knows about them (per-point counts or spread
+        where it has them: None here) and the compute spent: :meth:`data_values` is
+        ``valuation().values``."""
+        return ValuationResult(self.data_values(), agent=self.name, steps=self.steps_done,
+                               fits=self.fits_used)
 
     def save(self, path: str | os.PathLike, *, metadata: dict | None = None) -> None:
         """Write a checkpoint atomically: tensors and plain values only, loadable with

@@ -41,6 +41,7 @@ from sklearn.linear_model import RidgeCV
 from sklearn.model_selection import KFold
 
 from agents.base import given_label_marginal
+from agents.result import ValuationResult
 from agents.utility import UtilityAgent, UtilityConfig
 
 SMOOTHERS = ("ridge", "none")
@@ -89,6 +90,9 @@ class CreditAgent(UtilityAgent):
             raise ValueError(f"folds must be >= 2 for cross-fitting, got {c.folds}.")
         n = len(self.unwrapped.all_observations()["x"])
         self.credit_sum = np.zeros(n)
+        # the sum of squared per-selection credits, for the raw credit's standard error
+        # (None after loading a checkpoint written before it was kept)
+        self.credit_sq_sum: np.ndarray | None = np.zeros(n)
         self.seen = np.zeros(n)
         self._values: np.ndarray | None = None  # cached smoothed values
 
@@ -96,8 +100,10 @@ class CreditAgent(UtilityAgent):
     def _update(self) -> dict:
         p = self.config.selection_probability
         played = self.play_round(lambda indices: np.full(len(indices), p))
-        score = (played.advantages[:, None] * (played.selections - p)).sum(0) / (p * (1 - p))
-        np.add.at(self.credit_sum, played.indices, score)
+        terms = played.advantages[:, None] * (played.selections - p)  # (K, B)
+        np.add.at(self.credit_sum, played.indices, terms.sum(0) / (p * (1 - p)))
+        if self.credit_sq_sum is not None:
+            np.add.at(self.credit_sq_sum, played.indices, ((terms / (p * (1 - p))) ** 2).sum(0))
         np.add.at(self.seen, played.indices, len(played.selections))
         self._values = None
         return {"reward": float(np.mean(played.rewards)),
@@ -108,6 +114,21 @@ class CreditAgent(UtilityAgent):
     def credit(self) -> np.ndarray:
         """Each training point's raw credit (0 for points not seen yet)."""
         return self.credit_sum / np.maximum(self.seen, 1)
+
+    def valuation(self) -> ValuationResult:
+        """The values with ``counts`` = :attr:`seen` (K per round a point was in, so they
+        sum to batch_size x K x rounds) and, when the values are the raw credit
+        (``smoother="none"``), ``spread`` = its standard error over the point's
+        selections (NaN for a point seen fewer than twice). Smoothed values have no
+        spread on their own scale: None."""
+        result = super().valuation()
+        spread = None
+        if self.config.smoother == "none" and self.credit_sq_sum is not None:
+            seen, mean = self.seen, self.credit
+            with np.errstate(divide="ignore", invalid="ignore"):
+                variance = (self.credit_sq_sum - seen * mean ** 2) / (seen - 1)
+                spread = np.where(seen > 1, np.sqrt(np.maximum(variance, 0.0) / seen), np.nan)
+        return dataclasses.replace(result, counts=self.seen, spread=spread)
 
     # ---- values ------------------------------------------------------------------------
     def _values_from(self, observations: dict) -> np.ndarray:
@@ -153,15 +174,23 @@ class CreditAgent(UtilityAgent):
 
     # ---- checkpoints -------------------------------------------------------------------
     def _state_dict(self) -> dict:
-        return {**super()._state_dict(), "credit_sum": torch.from_numpy(self.credit_sum.copy()),
-                "seen": torch.from_numpy(self.seen.copy())}
+        state = {**super()._state_dict(), "credit_sum": torch.from_numpy(self.credit_sum.copy()),
+                 "seen": torch.from_numpy(self.seen.copy())}
+        if self.credit_sq_sum is not None:
+            state["credit_sq_sum"] = torch.from_numpy(self.credit_sq_sum.copy())
+        return state
 
     def _load_state_dict(self, state: dict) -> None:
         credit_sum, seen = state["credit_sum"].numpy(), state["seen"].numpy()
         if credit_sum.shape != self.credit_sum.shape or seen.shape != self.seen.shape:
             raise ValueError(f"its credit covers {len(credit_sum)} points, this env has "
                              f"{len(self.seen)}")
+        squares = state.get("credit_sq_sum")  # absent from older checkpoints: no spread
+        if squares is not None and squares.shape != credit_sum.shape:
+            raise ValueError(f"its squared credit covers {len(squares)} points, its credit "
+                             f"{len(credit_sum)}")
         self.credit_sum, self.seen = credit_sum.copy(), seen.copy()
+        self.credit_sq_sum = None if squares is None else squares.numpy().copy()
         self._values = None
         super()._load_state_dict(state)
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from agents.base import MAX_WIDTH
 from agents.dve import as_tensors
+from agents.result import ValuationResult
 from agents.utility import UtilityAgent, UtilityConfig
 from dvrl_env.options import Range
 
@@ -150,6 +151,15 @@ class AdditiveCritic(UtilityAgent):
         return loss.item()
 
     # ---- values and checkpoints -------------------------------------------------------
+    def valuation(self) -> ValuationResult:
+        """The values with ``counts``: how many of the replayed selections each point was
+        in the batch of (K per round, as the ``credit`` agent counts); no spread."""
+        result = super().valuation()
+        rows = (torch.cat(self.replay_indices).numpy() if self.replay_indices
+                else np.zeros(0, dtype=np.int64))
+        counts = np.bincount(rows, minlength=len(result)) * self.config.num_samples
+        return dataclasses.replace(result, counts=counts)
+
     @torch.no_grad()
     def _values_from(self, observations: dict) -> np.ndarray:
         return self.critic(*as_tensors(observations, self.device)).cpu().numpy()

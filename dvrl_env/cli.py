@@ -36,6 +36,7 @@ from typing import Any
 import gymnasium as gym
 
 import dvrl_env
+from agents.callbacks import Callback
 from dvrl_env import find, runs
 from dvrl_env.data.registry import dataset_entry
 from dvrl_env.data.tabular import load_csv
@@ -214,7 +215,7 @@ def signals_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-class Checkpointer:
+class Checkpointer(Callback):
     """The callback that saves the checkpoint every ``every`` updates (or, without it,
     every CHECKPOINT_SECONDS) and stops learning when a signal came."""
 
@@ -226,7 +227,7 @@ class Checkpointer:
         self.stopper, self.every, self.replaces = stopper, every, replaces
         self.last = time.monotonic()
 
-    def __call__(self, agent, step: int, logs: dict) -> bool:
+    def on_step(self, agent, step: int, logs: dict) -> bool:
         if self.stopper.signal is not None:
             return False  # saved after learn returns
         if not math.isfinite(logs.get("mean_value", 0.0)):  # diverged: stop before saving it

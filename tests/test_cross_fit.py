@@ -221,17 +221,17 @@ def test_a_run_stopped_in_its_second_round_resumes_to_the_same_values(tmp_path, 
               "--env-arg", "predictor_epochs=2", "--steps", "4", "--rounds", "2",
               "--checkpoint-every", "1", "--quiet"]
     assert cli.main(["value", *common, "--out", str(tmp_path / "whole")]) == 0
-    original = cli.Checkpointer.__call__
+    original = cli.Checkpointer.on_step
 
     def stop_in_round_two(self, agent, step, logs):
         if self.metadata.get("round") == 1 and step == 2:
             self.stopper.signal = signal.SIGTERM
         return original(self, agent, step, logs)
 
-    monkeypatch.setattr(cli.Checkpointer, "__call__", stop_in_round_two)
+    monkeypatch.setattr(cli.Checkpointer, "on_step", stop_in_round_two)
     parted = tmp_path / "parted"
     assert cli.main(["value", *common, "--out", str(parted)]) == 128 + signal.SIGTERM
-    monkeypatch.setattr(cli.Checkpointer, "__call__", original)
+    monkeypatch.setattr(cli.Checkpointer, "on_step", original)
     assert cli.main(["value", "--resume", str(parted), "--quiet"]) == 0
     assert read_values(parted / "values.csv") == read_values(tmp_path / "whole" / "values.csv")
 

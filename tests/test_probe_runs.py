@@ -55,14 +55,14 @@ def copy_run(run: Path, to: Path) -> Path:
 
 def signal_at(monkeypatch, step: int, signum: int = signal.SIGTERM) -> None:
     """SIGTERM to this process right after update ``step``, as a user's kill would."""
-    real = cli.Checkpointer.__call__
+    real = cli.Checkpointer.on_step
 
     def call(self, agent, at, logs):
         if at == step:
             signal.raise_signal(signum)
         return real(self, agent, at, logs)
 
-    monkeypatch.setattr(cli.Checkpointer, "__call__", call)
+    monkeypatch.setattr(cli.Checkpointer, "on_step", call)
 
 
 # ---- 1-3: --overwrite replaces a run's own files, once the new run is done ----------------

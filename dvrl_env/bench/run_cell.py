@@ -11,6 +11,7 @@ import traceback
 
 import numpy as np
 
+from agents.callbacks import Callback
 from dvrl_env.bench.cells import Cell
 
 #: learning-curve points recorded per cell (AUROC at evenly spaced fit counts)
@@ -35,10 +36,10 @@ def set_threads(count: int) -> None:
 _LIMITS: list = []
 
 
-class Budget:
-    """The ``learn`` callback: stops at the fit budget, records AUROC at evenly spaced
-    fit counts (at evenly spaced updates when there is no fit budget), and refuses an
-    agent that a fit budget alone can never stop."""
+class Budget(Callback):
+    """The ``learn`` callback beside ``agents.FitBudget`` (which stops at the fit
+    budget): records AUROC at evenly spaced fit counts (at evenly spaced updates when
+    there is no fit budget), and refuses an agent that a fit budget alone can never stop."""
 
     def __init__(self, cell: Cell, mask: np.ndarray, initial: float):
         self.fits, self.cell, self.mask = cell.fits, cell, mask
@@ -48,7 +49,7 @@ class Budget:
         self.every = (cell.fits if self.by_fits else cell.updates or 0) / CURVE_POINTS
         self.next_point = self.every
 
-    def __call__(self, agent, step: int, logs: dict) -> bool:
+    def on_step(self, agent, step: int, logs: dict) -> bool:
         from dvrl_env.evaluation import detection_auroc
 
         used = agent.fits_used
@@ -62,7 +63,7 @@ class Budget:
                                "auroc": _round(detection_auroc(agent.data_values(), self.mask))})
             while self.next_point <= where:
                 self.next_point += self.every
-        return self.fits is None or used < self.fits
+        return True
 
 
 def run_cell(cell: Cell, threads: int | None = None) -> dict:
@@ -132,8 +133,9 @@ def _learn(cell: Cell, env) -> tuple[np.ndarray, dict, list[dict]]:
     agent = agents.make(cell.agent_name, env, seed=cell.seed, **cell.agent_options)
     mask = env.unwrapped.dataset.noisy_mask
     budget = Budget(cell, mask, detection_auroc(agent.data_values(), mask))
+    stop = [] if cell.fits is None else [agents.FitBudget(cell.fits)]
     agent.learn(NO_CAP if cell.updates is None else cell.updates, progress_bar=False,
-                callback=budget)
+                callback=agents.CallbackList([budget, *stop]))
     values = agent.data_values()
     out = {"fits": agent.fits_used, "updates": agent.steps_done}
     last = budget.curve[-1]
