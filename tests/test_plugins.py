@@ -66,10 +66,14 @@ def test_the_extending_guides_snippets_run(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     blocks = guide_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4  # the plugin, its use, its details; then callbacks on their own
     namespace: dict = {}
-    for block in blocks:
+    for block in blocks[:3]:
         exec(compile(block, str(GUIDE), "exec"), namespace)  # noqa: S102
+    callbacks: dict = {}
+    exec(compile(blocks[3], str(GUIDE), "exec"), callbacks)  # noqa: S102
+    assert callbacks["agent"].fits_used >= 20 and (tmp_path / "reinforce.ckpt").is_file()
+    assert callbacks["agent"].fits_used < 20 + 4  # stopped by the budget, one round past it
     assert dataset_entry("breast_cancer").env_id == ENV
     assert "tanh_mlp" in PREDICTORS and "table_reinforce" in agents.names()
     assert agents.describe("table_reinforce").startswith("One selection logit per training")
