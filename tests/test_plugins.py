@@ -56,7 +56,29 @@ def python(code: str, cwd: Path, pythonpath: list[Path]) -> subprocess.Completed
 
 # ---- the guide --------------------------------------------------------------------------
 
-def test_the_extending_guides_snippets_run(tmp_path, monkeypatch):
+@pytest.fixture
+def registries_restored():
+    """The guide registers a dataset, its env id, a predictor, an agent, a method and a
+    probe in this process: put every registry back afterwards, so later tests (the README's
+    env table) see only the built-in entries."""
+    import gymnasium as gym
+
+    import agents
+    from dvrl_env.bench import hooks
+    from dvrl_env.data import registry
+    from dvrl_env.envs import registration
+    from dvrl_env.predictors import PREDICTORS
+
+    tables = [registry._ENTRIES, registration.ENV_IDS, PREDICTORS, agents._REGISTRY,
+              hooks._METHODS, hooks._PROBES, gym.envs.registry]
+    saved = [dict(table) for table in tables]
+    yield
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
+
+
+def test_the_extending_guides_snippets_run(tmp_path, monkeypatch, registries_restored):
     """Every Python block of docs/extending.md, in order, in one namespace, in a tmp dir:
     the plugin registers its three parts, and the saved agent resumes exactly."""
     import agents
