@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dvrl_env import cli, plugins
+from dvrl_env import plugins
+from dvrl_env.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "extending.md"
@@ -57,18 +58,19 @@ def python(code: str, cwd: Path, pythonpath: list[Path]) -> subprocess.Completed
 # ---- the guide --------------------------------------------------------------------------
 
 def test_the_extending_guides_snippets_run(tmp_path, monkeypatch):
-    """Every Python block of docs/extending.md, in order, in one namespace, in a tmp dir:
-    the plugin registers its three parts, and the saved agent resumes exactly."""
+    """Every Python block of docs/extending.md, in order, in a tmp dir: the plugin's three
+    blocks in one namespace (it registers its three parts, and the saved agent resumes
+    exactly), then the callbacks' block in its own (it stops at the fit budget)."""
     import agents
-    from dvrl_env.bench import hooks
+    from dvrl_env.app.bench import hooks
     from dvrl_env.data.registry import dataset_entry
     from dvrl_env.predictors import PREDICTORS
 
     monkeypatch.chdir(tmp_path)
     blocks = guide_blocks()
-    assert len(blocks) == 3
+    assert len(blocks) == 4
     namespace: dict = {}
-    for block in blocks:
+    for block in blocks[:3]:
         exec(compile(block, str(GUIDE), "exec"), namespace)  # noqa: S102
     assert dataset_entry("breast_cancer").env_id == ENV
     assert "tanh_mlp" in PREDICTORS and "table_reinforce" in agents.names()
@@ -78,6 +80,10 @@ def test_the_extending_guides_snippets_run(tmp_path, monkeypatch):
     twin, agent = namespace["twin"], namespace["agent"]
     assert twin.steps_done == agent.steps_done == 15
     assert np.ptp(agent.data_values()) > 0  # it learned something per point
+    callbacks: dict = {}
+    exec(compile(blocks[3], str(GUIDE), "exec"), callbacks)  # noqa: S102
+    assert callbacks["agent"].steps_done == 4  # FitBudget(20) stopped the 10**9 steps
+    assert (tmp_path / "reinforce.ckpt").is_file()  # SaveEvery ran beside it
 
 
 # ---- --import -------------------------------------------------------------------------

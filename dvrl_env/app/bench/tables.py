@@ -8,9 +8,9 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from dvrl_env.app.bench.stats import fmt, mean_ci
+from dvrl_env.app.bench.store import extra, number
 from dvrl_env.atomic import atomic_write_text
-from dvrl_env.bench.stats import fmt, mean_ci
-from dvrl_env.bench.store import extra, number
 
 #: the store's columns that hold numbers
 NUMERIC = ("seed", "noise_rate", "budget_fits", "fits", "updates", "seconds", "auroc", "f1",

@@ -12,7 +12,7 @@ import traceback
 import numpy as np
 
 from agents.callbacks import Callback
-from dvrl_env.bench.cells import Cell
+from dvrl_env.app.bench.cells import Cell
 
 #: learning-curve points recorded per cell (AUROC at evenly spaced fit counts)
 CURVE_POINTS = 10
@@ -75,7 +75,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict:
            "seed": cell.seed, "noise_rate": cell.noise_rate,
            "budget_fits": "" if cell.fits is None else cell.fits}
     try:
-        from dvrl_env.bench.code import code_identity, to_json
+        from dvrl_env.app.bench.code import code_identity, to_json
 
         # the code as the cell starts: resume compares it with the working tree's
         row["code"] = to_json(code_identity(cell.imports))
@@ -95,8 +95,8 @@ def _measure(cell: Cell) -> dict:
     import gymnasium as gym
 
     import dvrl_env  # noqa: F401  (registers the ids)
-    from dvrl_env.bench import hooks
-    from dvrl_env.bench.spec import import_modules
+    from dvrl_env.app.bench import hooks
+    from dvrl_env.app.bench.spec import import_modules
 
     import_modules(cell.imports)
     env = gym.make(cell.env, noise_rate=cell.noise_rate, data_seed=cell.seed,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dvrl_env.app.bench.stats import finite, fmt, mean_ci
+from dvrl_env.app.bench.store import number
 from dvrl_env.atomic import atomic_write
-from dvrl_env.bench.stats import finite, fmt, mean_ci
-from dvrl_env.bench.store import number
 
 
 def _by(rows: list[dict], key: str) -> dict[str, list[dict]]:
