@@ -33,6 +33,7 @@ from dvrl_env.evaluation.results import (
     ValueHistogram,
     ValueTrajectory,
 )
+from dvrl_env.evaluation.scores import REMOVE_FRACTIONS
 
 
 def noise_known(dataset: ValuationDataset) -> bool:
@@ -140,7 +141,8 @@ def compute_results(dataset: ValuationDataset, values: np.ndarray,
     no_test = bool(dataset.meta.get("test_is_train"))  # accuracy would be in-sample
     return RunResults(
         histogram=evaluation.value_histogram(values, mask),
-        remove_high_low=None if no_test else evaluation.remove_high_low(dataset, values),
+        remove_high_low=(None if no_test else
+                         evaluation.remove_high_low(dataset, values, fractions=REMOVE_FRACTIONS)),
         robust_learning=(evaluation.robust_learning(dataset, values)
                          if can_weight(values) and not no_test else None),
         detection=None if mask is None else evaluation.detection_scores(dataset, values),

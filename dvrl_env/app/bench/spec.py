@@ -46,8 +46,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: metrics a spec may ask for; detection AUROC is always recorded
-METRICS = ("auroc", "f1", "gap", "remove_high_low", "robust")
+from dvrl_env.evaluation import scores
+
+#: metrics a spec may ask for (the one registry's); detection AUROC is always recorded
+METRICS = scores.METRICS
 TOP_KEYS = {"name", "seeds", "noise_rate", "imports", "metrics", "budget", "tasks", "agents",
             "methods", "probe", "report", "resources"}
 
