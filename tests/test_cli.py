@@ -29,7 +29,7 @@ OUTPUTS = ["values.csv", "metrics.json", "report.md", "run.json", RunDir.CHECKPO
 
 def dvrl_command() -> list[str]:
     """The installed ``dvrl`` script when it is this tree's entry point; one installed
-    from another layout (``from dvrl_env.cli import main``) would fail or run other code,
+    from another layout (its import names a module this tree moved) would fail or run other code,
     so then ``python -m dvrl_env``, which imports the tree under test."""
     if DVRL.exists() and f"from {cli.__name__} import main" in DVRL.read_text():
         return [str(DVRL)]
