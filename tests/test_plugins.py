@@ -57,7 +57,29 @@ def python(code: str, cwd: Path, pythonpath: list[Path]) -> subprocess.Completed
 
 # ---- the guide --------------------------------------------------------------------------
 
-def test_the_extending_guides_snippets_run(tmp_path, monkeypatch):
+@pytest.fixture
+def restored_registries():
+    """The guide's plugin registers into process-wide registries (env ids, datasets,
+    predictors, agents, bench hooks, Gymnasium's): put each back as it was, so that later
+    tests in this process see the built-ins only."""
+    import gymnasium as gym
+
+    import agents
+    from dvrl_env.app.bench import hooks
+    from dvrl_env.data import registry
+    from dvrl_env.envs import registration
+    from dvrl_env.predictors import models
+
+    tables = [registration.ENV_IDS, registry._ENTRIES, models.PREDICTORS, agents._REGISTRY,
+              hooks._METHODS, hooks._PROBES, gym.envs.registry]
+    saved = [dict(table) for table in tables]
+    yield
+    for table, before in zip(tables, saved, strict=True):
+        table.clear()
+        table.update(before)
+
+
+def test_the_extending_guides_snippets_run(tmp_path, monkeypatch, restored_registries):
     """Every Python block of docs/extending.md, in order, in a tmp dir: the plugin's three
     blocks in one namespace (it registers its three parts, and the saved agent resumes
     exactly), then the callbacks' block in its own (it stops at the fit budget)."""
