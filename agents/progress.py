@@ -20,7 +20,7 @@ import numpy as np
 
 from dvrl_env.atomic import atomic_write_text
 from dvrl_env.evaluation import detection_auroc, value_gap
-from dvrl_env.runs import PROGRESS_LOG, TENSORBOARD_DIR
+from dvrl_env.evaluation.logs import PROGRESS_LOG, TENSORBOARD_DIR
 
 if TYPE_CHECKING:
     from agents.base import Agent

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvrl_env.bench.tables import cell, group, markdown_table, parsed, span, write_report
+from dvrl_env.app.bench.tables import cell, group, markdown_table, parsed, span, write_report
 
 
 def batch_size(row: dict) -> str:

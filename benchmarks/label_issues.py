@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dvrl_env.bench.hooks import register_method
+from dvrl_env.app.bench.hooks import register_method
 from dvrl_env.data.registry import DatasetEntry, Splits, register_dataset
 from dvrl_env.data.tabular import load_csv
 

@@ -3,7 +3,7 @@
     dvrl bench benchmarks/specs/reward_credit.toml --out benchmarks/results/reward_credit \
         --workers 1 --threads 1
 
-This module registers the ``reward-credit`` method (:mod:`dvrl_env.bench.hooks`) the
+This module registers the ``reward-credit`` method (:mod:`dvrl_env.app.bench.hooks`) the
 spec's cells run, and is the spec's ``report`` (``reward_credit.md``).
 
 The agent-quality target for ``reinforce`` on Adult asks RL to rank corrupted labels
@@ -44,8 +44,8 @@ from sklearn.model_selection import KFold
 
 import dvrl_env  # noqa: F401  (registers the ids)
 from agents.base import given_label_marginal
-from dvrl_env.bench.hooks import register_method
-from dvrl_env.bench.tables import group, markdown_table, parsed, write_report
+from dvrl_env.app.bench.hooks import register_method
+from dvrl_env.app.bench.tables import group, markdown_table, parsed, write_report
 from dvrl_env.envs.vector import make_vector_env
 from dvrl_env.evaluation import detection_auroc
 

@@ -25,7 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvrl_env import DataValuationEnv, from_arrays  # noqa: E402
-from dvrl_env.bench.run_cell import set_threads  # noqa: E402
+from dvrl_env.app.bench.run_cell import set_threads  # noqa: E402
 from dvrl_env.envs.vector import make_vector_env  # noqa: E402
 
 

@@ -29,7 +29,7 @@ if hasattr(os, "register_at_fork"):
 def __getattr__(name: str):
     """``find_label_issues`` is imported on first use: it needs the agents and pandas."""
     if name == "find_label_issues":
-        from dvrl_env.find import find_label_issues
+        from dvrl_env.app.find import find_label_issues
 
         return find_label_issues
     raise AttributeError(f"module 'dvrl_env' has no attribute {name!r}")

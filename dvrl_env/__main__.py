@@ -2,6 +2,6 @@
 
 import sys
 
-from dvrl_env.cli import main
+from dvrl_env.app.cli import main
 
 sys.exit(main())

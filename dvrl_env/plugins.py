@@ -2,7 +2,7 @@
 (:func:`agents.register`), datasets (:func:`dvrl_env.data.registry.register_dataset`,
 which registers the Gymnasium id too), predictors
 (:func:`dvrl_env.predictors.register_predictor`) or bench methods and probes
-(:mod:`dvrl_env.bench.hooks`).
+(:mod:`dvrl_env.app.bench.hooks`).
 
 Two ways in:
 

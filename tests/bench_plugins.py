@@ -10,7 +10,7 @@ from pathlib import Path
 
 import agents
 from agents.baselines import RandomValues
-from dvrl_env.bench.hooks import register_method, register_probe
+from dvrl_env.app.bench.hooks import register_method, register_probe
 
 
 def make_dies_once(env, *, seed: int = 0, marker: str = "", **config):

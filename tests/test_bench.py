@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from dvrl_env import cli
-from dvrl_env.bench import backends, run_bench
-from dvrl_env.bench.cells import expand
-from dvrl_env.bench.harness import BOARD, FIGURE, SPEC_COPY, TABLE, BenchError
-from dvrl_env.bench.spec import SpecError, load_spec, parse_spec
-from dvrl_env.bench.stats import mean_ci
-from dvrl_env.bench.store import COLUMNS, VOLATILE, extra, read_table
+from dvrl_env.app import cli
+from dvrl_env.app.bench import backends, run_bench
+from dvrl_env.app.bench.cells import expand
+from dvrl_env.app.bench.harness import BOARD, FIGURE, SPEC_COPY, TABLE, BenchError
+from dvrl_env.app.bench.spec import SpecError, load_spec, parse_spec
+from dvrl_env.app.bench.stats import mean_ci
+from dvrl_env.app.bench.store import COLUMNS, VOLATILE, extra, read_table
 
 TINY_OPTIONS = ('{ predictor = "logistic", n_train = 60, n_valid = 40, n_test = 40, '
                 'batch_size = 20, predictor_epochs = 1 }')

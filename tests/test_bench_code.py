@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dvrl_env import cli
-from dvrl_env.bench import code, run_bench
-from dvrl_env.bench.harness import BOARD, FIGURE, TABLE, BenchError
-from dvrl_env.bench.leaderboard import curve_series, leaderboard, plot_curves
-from dvrl_env.bench.run_cell import score
-from dvrl_env.bench.stats import mean_ci
-from dvrl_env.bench.store import COLUMNS, read_table
+from dvrl_env.app import cli
+from dvrl_env.app.bench import code, run_bench
+from dvrl_env.app.bench.harness import BOARD, FIGURE, TABLE, BenchError
+from dvrl_env.app.bench.leaderboard import curve_series, leaderboard, plot_curves
+from dvrl_env.app.bench.run_cell import score
+from dvrl_env.app.bench.stats import mean_ci
+from dvrl_env.app.bench.store import COLUMNS, read_table
 
 PLUGIN = """
 import agents
@@ -161,7 +161,7 @@ def test_the_code_hash_follows_the_number_deciding_files(tmp_path, monkeypatch):
     module.write_text("x = 2\n")
     assert code.code_identity()["code_sha256"] != first["code_sha256"]
     monkeypatch.setenv("PATH", str(tmp_path))  # no git at all: still no crash
-    monkeypatch.setattr(code, "ROOT", Path(code.__file__).resolve().parents[2])
+    monkeypatch.setattr(code, "ROOT", Path(code.__file__).resolve().parents[3])
     assert code.code_identity()["commit"] == "unknown"
     assert code.plugin_sha256("no_such_module_anywhere") == "unknown"
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dvrl_env import cli
-from dvrl_env.runs import RunDir
+from dvrl_env.app import cli
+from dvrl_env.app.runs import RunDir
 from tests.test_tabular import people, write_csv
 
 DVRL = Path(sys.executable).parent / "dvrl"
@@ -27,9 +27,17 @@ OUTPUTS = ["values.csv", "metrics.json", "report.md", "run.json", RunDir.CHECKPO
            "value_histogram.png", "value_trajectory.png"]
 
 
+def dvrl_command() -> list[str]:
+    """The installed ``dvrl`` script when it is this tree's entry point; one installed
+    from another layout (its import names a module this tree moved) would fail or run other code,
+    so then ``python -m dvrl_env``, which imports the tree under test."""
+    if DVRL.exists() and f"from {cli.__name__} import main" in DVRL.read_text():
+        return [str(DVRL)]
+    return [sys.executable, "-m", "dvrl_env"]
+
+
 def dvrl(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    command = [str(DVRL)] if DVRL.exists() else [sys.executable, "-m", "dvrl_env"]
-    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=timeout,
+    return subprocess.run([*dvrl_command(), *args], capture_output=True, text=True, timeout=timeout,
                           env={**os.environ, "PYTHONUNBUFFERED": "1"})
 
 
@@ -168,9 +176,8 @@ def test_overwrite_replaces_the_earlier_runs_outputs(tmp_path, capsys):
 
 
 def start_run(out: Path, *args: str) -> subprocess.Popen:
-    command = [str(DVRL)] if DVRL.exists() else [sys.executable, "-m", "dvrl_env"]
     return subprocess.Popen(
-        [*command, "value", "--agent-arg", "log_every=1", "--out", str(out),
+        [*dvrl_command(), "value", "--agent-arg", "log_every=1", "--out", str(out),
          "--noise-rate", "0.2", "--quiet", *TINY_ENV, *args],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

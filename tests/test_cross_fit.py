@@ -14,7 +14,8 @@ import torch
 
 import agents
 import dvrl_env
-from dvrl_env import DataValuationEnv, DataValuationVectorEnv, cli, from_arrays
+from dvrl_env import DataValuationEnv, DataValuationVectorEnv, from_arrays
+from dvrl_env.app import cli
 from dvrl_env.data.crossfit import (
     cross_fitted_probabilities,
     make_folds,
@@ -260,8 +261,8 @@ def test_find_label_issues_refuses_a_missing_label_column():
 # ---- what the report says it measured ----------------------------------------------------
 
 def test_without_a_test_split_the_report_says_accuracy_is_on_the_validation_set(tmp_path):
-    from dvrl_env.evaluation import report
-    from dvrl_env.runs import RunDir
+    from dvrl_env.app import report
+    from dvrl_env.app.runs import RunDir
 
     x, y = blobs(200)
     data = from_arrays(x[:150], y[:150], x[150:], y[150:], noise_rate=0.2, seed=0)
@@ -324,7 +325,7 @@ def test_a_cross_fitted_env_state_restores_exactly():
 
 
 def test_dvrl_bench_runs_agents_in_cross_fit_mode(tmp_path):
-    from dvrl_env.bench.harness import run_bench
+    from dvrl_env.app.bench.harness import run_bench
 
     spec = tmp_path / "spec.toml"
     spec.write_text('''

@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dvrl_env import cli, plugins
+from dvrl_env import plugins
+from dvrl_env.app import cli
 
 ROOT = Path(__file__).resolve().parents[1]
 GUIDE = ROOT / "docs" / "extending.md"
@@ -57,19 +58,19 @@ def python(code: str, cwd: Path, pythonpath: list[Path]) -> subprocess.Completed
 # ---- the guide --------------------------------------------------------------------------
 
 @pytest.fixture
-def registries_restored():
-    """The guide registers a dataset, its env id, a predictor, an agent, a method and a
-    probe in this process: put every registry back afterwards, so later tests (the README's
-    env table) see only the built-in entries."""
+def restored_registries():
+    """The guide's plugin registers into process-wide registries (env ids, datasets,
+    predictors, agents, bench hooks, Gymnasium's): put each back as it was, so that later
+    tests in this process see the built-ins only."""
     import gymnasium as gym
 
     import agents
-    from dvrl_env.bench import hooks
+    from dvrl_env.app.bench import hooks
     from dvrl_env.data import registry
     from dvrl_env.envs import registration
-    from dvrl_env.predictors import PREDICTORS
+    from dvrl_env.predictors import models
 
-    tables = [registry._ENTRIES, registration.ENV_IDS, PREDICTORS, agents._REGISTRY,
+    tables = [registration.ENV_IDS, registry._ENTRIES, models.PREDICTORS, agents._REGISTRY,
               hooks._METHODS, hooks._PROBES, gym.envs.registry]
     saved = [dict(table) for table in tables]
     yield
@@ -78,24 +79,21 @@ def registries_restored():
         table.update(before)
 
 
-def test_the_extending_guides_snippets_run(tmp_path, monkeypatch, registries_restored):
-    """Every Python block of docs/extending.md, in order, in one namespace, in a tmp dir:
-    the plugin registers its three parts, and the saved agent resumes exactly."""
+def test_the_extending_guides_snippets_run(tmp_path, monkeypatch, restored_registries):
+    """Every Python block of docs/extending.md, in order, in a tmp dir: the plugin's three
+    blocks in one namespace (it registers its three parts, and the saved agent resumes
+    exactly), then the callbacks' block in its own (it stops at the fit budget)."""
     import agents
-    from dvrl_env.bench import hooks
+    from dvrl_env.app.bench import hooks
     from dvrl_env.data.registry import dataset_entry
     from dvrl_env.predictors import PREDICTORS
 
     monkeypatch.chdir(tmp_path)
     blocks = guide_blocks()
-    assert len(blocks) == 4  # the plugin, its use, its details; then callbacks on their own
+    assert len(blocks) == 4
     namespace: dict = {}
     for block in blocks[:3]:
         exec(compile(block, str(GUIDE), "exec"), namespace)  # noqa: S102
-    callbacks: dict = {}
-    exec(compile(blocks[3], str(GUIDE), "exec"), callbacks)  # noqa: S102
-    assert callbacks["agent"].fits_used >= 20 and (tmp_path / "reinforce.ckpt").is_file()
-    assert callbacks["agent"].fits_used < 20 + 4  # stopped by the budget, one round past it
     assert dataset_entry("breast_cancer").env_id == ENV
     assert "tanh_mlp" in PREDICTORS and "table_reinforce" in agents.names()
     assert agents.describe("table_reinforce").startswith("One selection logit per training")
@@ -104,6 +102,10 @@ def test_the_extending_guides_snippets_run(tmp_path, monkeypatch, registries_res
     twin, agent = namespace["twin"], namespace["agent"]
     assert twin.steps_done == agent.steps_done == 15
     assert np.ptp(agent.data_values()) > 0  # it learned something per point
+    callbacks: dict = {}
+    exec(compile(blocks[3], str(GUIDE), "exec"), callbacks)  # noqa: S102
+    assert callbacks["agent"].steps_done == 4  # FitBudget(20) stopped the 10**9 steps
+    assert (tmp_path / "reinforce.ckpt").is_file()  # SaveEvery ran beside it
 
 
 # ---- --import -------------------------------------------------------------------------

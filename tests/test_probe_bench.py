@@ -15,11 +15,11 @@ from pathlib import Path
 
 import pytest
 
-from dvrl_env import cli
-from dvrl_env.bench import backends, run_bench
-from dvrl_env.bench.harness import TABLE, BenchError
-from dvrl_env.bench.spec import SpecError, load_spec
-from dvrl_env.bench.store import COLUMNS, Store, TableError, read_table
+from dvrl_env.app import cli
+from dvrl_env.app.bench import backends, run_bench
+from dvrl_env.app.bench.harness import TABLE, BenchError
+from dvrl_env.app.bench.spec import SpecError, load_spec
+from dvrl_env.app.bench.store import COLUMNS, Store, TableError, read_table
 from tests.test_bench import TINY, TINY_OPTIONS, quiet, rows_of, write_spec
 
 # one task, a quick agent first, then the plugins' agents (appended per test)
@@ -200,7 +200,7 @@ def test_workers_and_the_resource_tracker_die_with_a_killed_bench(tmp_path):
         'name = "random"\nupdates = 1',
         f'name = "sleeps"\noptions = {{ pids = "{pids}", seconds = 120 }}\nupdates = 1'))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + sys.path))
-    bench = subprocess.Popen([sys.executable, "-m", "dvrl_env.cli", "bench", str(spec),
+    bench = subprocess.Popen([sys.executable, "-m", "dvrl_env.app.cli", "bench", str(spec),
                               "--out", str(tmp_path / "out"), "--workers", "2"],
                              cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)

@@ -24,8 +24,8 @@ import torch
 
 import agents
 import dvrl_env.atomic
-from dvrl_env import cli
-from dvrl_env.runs import RunDir
+from dvrl_env.app import cli
+from dvrl_env.app.runs import RunDir
 from tests.test_cli import TINY_ENV, read_values
 from tests.test_reliability import TINY, crafted_torch_file
 from tests.test_tabular import people, write_csv
@@ -301,7 +301,7 @@ def test_a_damaged_run_json_is_one_line(finished, tmp_path, capsys, key, value, 
 SIGNAL_LOOP = textwrap.dedent("""
     import contextlib, io, json, os, signal, sys, threading
     import agents
-    from dvrl_env import cli
+    from dvrl_env.app import cli
     base, argv, delays = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
     # one agent unsignalled first: a process killed in set-up ends, but this one goes on, and
     # an import that SIGTERM cut short (torch imports lazily) would break the next runs
@@ -338,7 +338,7 @@ def test_sigterm_at_any_moment_leaves_a_resumable_run_or_nothing(tmp_path):
     argv = [*BASE, "--checkpoint-every", "1", "--steps", "100000"]
     result = subprocess.run([sys.executable, "-c", SIGNAL_LOOP, str(tmp_path), json.dumps(argv),
                              json.dumps(delays)], capture_output=True, text=True, timeout=120,
-                            env={**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[1])})
+                            env={**os.environ, "PYTHONPATH": str(Path(cli.__file__).parents[2])})
     assert result.returncode == 0, result.stderr[-2000:]  # -15: SIGTERM had its default action
     runs = [json.loads(line) for line in result.stdout.splitlines()]
     assert len(runs) == len(delays)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import dvrl_env
-from dvrl_env import cli
+from dvrl_env.app import cli
 from dvrl_env.data import registry, sources
 from dvrl_env.data.columns import Column, TableError, encode_rows
 from dvrl_env.data.datasets import load_dataset

@@ -25,8 +25,8 @@ import torch
 
 import agents
 import dvrl_env
-from dvrl_env import cli
-from dvrl_env.runs import RunDir
+from dvrl_env.app import cli
+from dvrl_env.app.runs import RunDir
 from tests.test_cli import TINY_ENV, dvrl, read_values, start_run, wait_for_log
 from tests.test_tabular import people, write_csv
 

@@ -19,7 +19,8 @@ from stable_baselines3.common.env_util import make_vec_env
 
 import agents
 from agents.sb3 import PerSamplePolicy, PPOAgent, policy_values
-from dvrl_env import DataValuationEnv, DataValuationVectorEnv, cli
+from dvrl_env import DataValuationEnv, DataValuationVectorEnv
+from dvrl_env.app import cli
 from tests.conftest import SMALL_ENV
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -430,7 +430,7 @@ def test_cifar10_checksum_failure_is_one_clear_error(fake_root, monkeypatch):
 
 
 def test_cifar10_checksum_failure_through_the_cli_is_one_line(fake_root, capsys):
-    from dvrl_env import cli
+    from dvrl_env.app import cli
 
     args = ["value", "--env", "DataValuation-CIFAR10-v0", "--agent", "random", "--steps", "1",
             "--out", str(fake_root / "out"), "--env-arg", f"root={fake_root}",

@@ -1,4 +1,4 @@
-"""The peer methods, registered as ``dvrl bench`` methods (:mod:`dvrl_env.bench.hooks`)
+"""The peer methods, registered as ``dvrl bench`` methods (:mod:`dvrl_env.app.bench.hooks`)
 when a spec imports this module: each gives one value per training point, higher =
 more valuable (low = suspected corrupted), on the cell's env's dataset.
 
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks.peers import exchange, venvs
-from dvrl_env.bench.hooks import register_method
+from dvrl_env.app.bench.hooks import register_method
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from dvrl_env.app.bench.stats import fmt, mean_ci
+from dvrl_env.app.bench.store import extra, number
 from dvrl_env.atomic import atomic_write_text
-from dvrl_env.bench.stats import fmt, mean_ci
-from dvrl_env.bench.store import extra, number
 
 #: the table's method order
 METHODS = ["cleanlab", "knn-shapley", "data-oob", "loo", "opendataval-dvrl", "marginal",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from dvrl_env.bench.tables import cell, group, markdown_table, paired, parsed, span
+from dvrl_env.app.bench.tables import cell, group, markdown_table, paired, parsed, span
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "studies"
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dvrl_env.app.bench.tables import group
 from dvrl_env.atomic import atomic_write
-from dvrl_env.bench.tables import group
 
 
 def _pyplot():

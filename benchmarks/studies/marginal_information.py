@@ -22,8 +22,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.studies import common, figures
-from dvrl_env.bench.stats import mean_ci
-from dvrl_env.bench.tables import group, write_report
+from dvrl_env.app.bench.stats import mean_ci
+from dvrl_env.app.bench.tables import group, write_report
 
 
 def table(rows: list[dict]) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from benchmarks.studies import common
-from dvrl_env.bench.tables import write_report
+from dvrl_env.app.bench.tables import write_report
 
 
 def mode_of(env_options: dict) -> str:

@@ -33,9 +33,9 @@ from pathlib import Path
 import torch
 
 from benchmarks.studies import common, figures
-from dvrl_env.bench.hooks import register_probe
-from dvrl_env.bench.stats import mean_ci
-from dvrl_env.bench.tables import cell, group, markdown_table, write_report
+from dvrl_env.app.bench.hooks import register_probe
+from dvrl_env.app.bench.stats import mean_ci
+from dvrl_env.app.bench.tables import cell, group, markdown_table, write_report
 
 KS = [1, 2, 4, 8, 16]
 

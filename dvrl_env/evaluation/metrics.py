@@ -23,6 +23,7 @@ import numpy as np
 from sklearn.metrics import average_precision_score, roc_auc_score
 
 from dvrl_env.data.datasets import ValuationDataset
+from dvrl_env.evaluation.logs import PROGRESS_LOG
 from dvrl_env.evaluation.results import (
     DetectionScores,
     DiscoveryCurve,
@@ -31,7 +32,6 @@ from dvrl_env.evaluation.results import (
     ValueHistogram,
     ValueTrajectory,
 )
-from dvrl_env.runs import PROGRESS_LOG
 
 __all__ = [
     "DEFAULT_FRACTIONS", "DetectionScores", "DiscoveryCurve", "RemoveHighLow",

@@ -1,5 +1,5 @@
 """Where cells run: worker processes on this machine, or Ray tasks on a cluster. Both
-call :func:`~dvrl_env.bench.run_cell.run_cell` and hand each row to ``on_row`` as soon
+call :func:`~dvrl_env.app.bench.run_cell.run_cell` and hand each row to ``on_row`` as soon
 as it is finished, so the table grows (and survives) cell by cell."""
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import time
 from collections.abc import Callable
 from multiprocessing import connection
 
-from dvrl_env.bench.cells import Cell
-from dvrl_env.bench.run_cell import error_row, run_cell
+from dvrl_env.app.bench.cells import Cell
+from dvrl_env.app.bench.run_cell import error_row, run_cell
 
 OnRow = Callable[[dict], None]
 #: Ray re-runs a cell whose worker died (a node lost, the process killed) this often

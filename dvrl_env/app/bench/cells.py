@@ -8,7 +8,7 @@ import dataclasses
 import hashlib
 import json
 
-from dvrl_env.bench.spec import Spec, SpecError
+from dvrl_env.app.bench.spec import Spec, SpecError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,11 +31,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dvrl_env.atomic import atomic_write_text
+from dvrl_env.evaluation.logs import PROGRESS_LOG, TENSORBOARD_DIR
 
-#: the CSV log an agent writes into its ``log_dir``, one row per logged update
-PROGRESS_LOG = "progress.csv"
-#: the folder under an agent's ``log_dir`` that holds TensorBoard's event files
-TENSORBOARD_DIR = "tensorboard"
 #: settings a resumed run may not change: they decide what the run computes
 IDENTITY_KEYS = ("env", "csv", "label_column", "valid_csv", "test_csv", "noise_rate",
                  "env_args", "agent", "agent_args", "seed", "missing_values", "drop_columns",

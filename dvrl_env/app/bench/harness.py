@@ -9,13 +9,13 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from dvrl_env.app.bench import backends
+from dvrl_env.app.bench.cells import expand
+from dvrl_env.app.bench.code import code_identity, from_json, same_code
+from dvrl_env.app.bench.leaderboard import MIN_SEEDS, leaderboard, plot_curves, seeds_warning
+from dvrl_env.app.bench.spec import load_spec
+from dvrl_env.app.bench.store import Store, TableError
 from dvrl_env.atomic import atomic_write_text
-from dvrl_env.bench import backends
-from dvrl_env.bench.cells import expand
-from dvrl_env.bench.code import code_identity, from_json, same_code
-from dvrl_env.bench.leaderboard import MIN_SEEDS, leaderboard, plot_curves, seeds_warning
-from dvrl_env.bench.spec import load_spec
-from dvrl_env.bench.store import Store, TableError
 
 TABLE, BOARD, FIGURE, SPEC_COPY = "results.csv", "leaderboard.md", "auroc_vs_fits.png", \
     "spec.toml"

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-#: the defaults of ``dvrl value --csv`` without --valid-csv (dvrl_env.cli uses them too)
+#: the defaults of ``dvrl value --csv`` without --valid-csv (dvrl_env.app.cli uses them too)
 DEFAULT_AGENT = "marginal"
 DEFAULT_ROUNDS = 3
 DEFAULT_FOLDS = 5

@@ -20,7 +20,7 @@ from importlib import metadata
 from pathlib import Path
 
 #: the project's root (a checkout's top folder, or site-packages when installed)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 #: folders (relative to ROOT) whose source files decide the numbers a cell reports
 NUMBER_DECIDING = ("dvrl_env/envs", "dvrl_env/predictors", "dvrl_env/data",
                    "dvrl_env/evaluation", "agents")

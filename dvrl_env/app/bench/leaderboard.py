@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from dvrl_env.app.bench.stats import finite, fmt, mean_ci
+from dvrl_env.app.bench.store import number
 from dvrl_env.atomic import atomic_write
-from dvrl_env.bench.stats import finite, fmt, mean_ci
-from dvrl_env.bench.store import number
+from dvrl_env.evaluation.scores import RANK_COLUMN, REMOVE_FRACTIONS
 
 
 def _by(rows: list[dict], key: str) -> dict[str, list[dict]]:
@@ -51,6 +52,12 @@ def seeds_warning(seeds: int) -> str:
             f"difference); give at least {MIN_SEEDS} seeds before ranking agents.")
 
 
+def _removed() -> str:
+    """The removal fractions the remove high / low columns average, as the reader sees them."""
+    removed = [f for f in REMOVE_FRACTIONS if f > 0]
+    return f"{min(removed):.0%}, {removed[1]:.0%}, ..., {max(removed):.0%}"
+
+
 def leaderboard(rows: list[dict], title: str, seeds: int | None = None) -> str:
     """The Markdown leaderboard of ``rows`` (the grid's rows); ``seeds``: the grid's
     seed count (default: the distinct seeds in ``rows``), warned about below 3."""
@@ -74,8 +81,8 @@ def leaderboard(rows: list[dict], title: str, seeds: int | None = None) -> str:
             ok = [r for r in agent_rows if not r["error"]]
             if ok:
                 ok_by_agent[agent] = ok
-        ranked = sorted(ok_by_agent.items(), key=lambda kv: -_median(kv[1], "auroc")
-                        if math.isfinite(_median(kv[1], "auroc")) else math.inf)
+        ranked = sorted(ok_by_agent.items(), key=lambda kv: -_median(kv[1], RANK_COLUMN)
+                        if math.isfinite(_median(kv[1], RANK_COLUMN)) else math.inf)
         for rank, (agent, ok) in enumerate(ranked, 1):
             seeds = ", ".join(f"{r['seed']}: {number(r['auroc']):.3f}" for r in ok)
             removal = f"{_interval(ok, 'remove_high')} / {_interval(ok, 'remove_low')}"
@@ -95,7 +102,8 @@ def leaderboard(rows: list[dict], title: str, seeds: int | None = None) -> str:
                  "the standard deviation of the run's values (agents' values are on "
                  "different scales, so the raw gap, the table's gap column, does not compare "
                  "across agents; n/a for rows recorded before gap_sd). Remove high / low: "
-                 "mean test accuracy of logistic regression after removing the 10-50% "
+                 "mean test accuracy of logistic regression after removing "
+                 f"{_removed()} of the "
                  "highest / lowest valued points. Robust acc: test accuracy of logistic "
                  "regression weighted by the values.")
     return "\n".join(lines) + "\n"
@@ -137,7 +145,7 @@ def curve_series(rows: list[dict]) -> dict[str, tuple[dict[str, Curve], dict[str
             if seeds:
                 curves[agent] = _curve(seeds)
             else:
-                mean, half, n = mean_ci(number(r["auroc"]) for r in agent_rows)
+                mean, half, n = mean_ci(number(r[RANK_COLUMN]) for r in agent_rows)
                 fits = finite(number(r["fits"]) for r in agent_rows)
                 references[agent] = Reference(mean, half, n,
                                               float(fits.mean()) if len(fits) else 0.0)

@@ -12,7 +12,9 @@
 predictors or bench hooks before anything else; installed plugins (the entry-point group
 ``dvrl_env.plugins``, :mod:`dvrl_env.plugins`) are loaded at start.
 
-This is the one module of ``dvrl_env`` that imports ``agents``.
+The command line is the application (:mod:`dvrl_env.app`): it sits above both the
+library (data, predictors, envs, evaluation) and ``agents``, and imports either; neither
+imports it (tests/test_layers.py).
 """
 
 from __future__ import annotations
@@ -37,11 +39,11 @@ import gymnasium as gym
 
 import dvrl_env
 from agents.callbacks import Callback
-from dvrl_env import find, runs
+from dvrl_env.app import find, runs
+from dvrl_env.app.runs import RunDir, RunError
 from dvrl_env.data.registry import dataset_entry
 from dvrl_env.data.tabular import load_csv
 from dvrl_env.plugins import PluginError, import_plugin, load_plugins, loaded_plugins
-from dvrl_env.runs import RunDir, RunError
 
 #: without --checkpoint-every, a checkpoint is written when this many seconds have passed
 CHECKPOINT_SECONDS = 60.0
@@ -78,7 +80,7 @@ def parse_assignments(items: list[str], flag: str) -> dict[str, Any]:
 
 def set_threads(count: int) -> None:
     """One deliberate thread count for torch and the BLAS libraries (see ``--threads``)."""
-    from dvrl_env.bench.run_cell import set_threads as pin_threads
+    from dvrl_env.app.bench.run_cell import set_threads as pin_threads
 
     if count < 1:
         raise UserError(f"--threads must be >= 1, got {count}.")
@@ -443,8 +445,8 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
     A round after the first values the rows again against a reference re-weighted by the
     previous round's values (:func:`~dvrl_env.data.crossfit.reference_weights`), with a
     fresh agent; the checkpoint records the round and its weights."""
+    from dvrl_env.app import report
     from dvrl_env.data.crossfit import reference_weights
-    from dvrl_env.evaluation import report
 
     start = getattr(args, "started", None) or time.perf_counter()
     dataset = env.unwrapped.dataset
@@ -522,7 +524,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def evaluate_run(run: RunDir, args: argparse.Namespace) -> int:
-    from dvrl_env.evaluation import report
+    from dvrl_env.app import report
 
     settings = run.read_settings()
     import_recorded(run, settings, args.imports)
@@ -567,8 +569,8 @@ def checkpoint_steps(run: RunDir) -> int | None:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from dvrl_env.bench.harness import BenchError, run_bench
-    from dvrl_env.bench.spec import SpecError
+    from dvrl_env.app.bench.harness import BenchError, run_bench
+    from dvrl_env.app.bench.spec import SpecError
 
     try:
         # --import and the installed plugins: imported in every worker too

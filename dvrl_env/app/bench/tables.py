@@ -8,14 +8,13 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
+from dvrl_env.app.bench.stats import fmt, mean_ci
+from dvrl_env.app.bench.store import extra, number
 from dvrl_env.atomic import atomic_write_text
-from dvrl_env.bench.stats import fmt, mean_ci
-from dvrl_env.bench.store import extra, number
+from dvrl_env.evaluation import scores
 
 #: the store's columns that hold numbers
-NUMERIC = ("seed", "noise_rate", "budget_fits", "fits", "updates", "seconds", "auroc", "f1",
-           "gap", "remove_high", "remove_low", "robust_acc", "unweighted_acc", "clean_acc",
-           "auprc", "gap_sd")
+NUMERIC = ("seed", "noise_rate", "budget_fits", "fits", "updates", "seconds", *scores.COLUMNS)
 
 
 def parsed(rows: Iterable[dict]) -> list[dict]:

@@ -25,7 +25,7 @@ nothing in it is executed) and checked before any cell runs.
     # updates = 1000                    # this agent's cap (agents that use no fits)
     # tasks = ["digits"]                # only these tasks (default: all)
 
-    [[methods]]                         # valued without learning (dvrl_env.bench.hooks)
+    [[methods]]                         # valued without learning (dvrl_env.app.bench.hooks)
     name = "cleanlab"                   # registered by a module in imports
     options = { folds = 5 }
 
@@ -46,8 +46,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-#: metrics a spec may ask for; detection AUROC is always recorded
-METRICS = ("auroc", "f1", "gap", "remove_high_low", "robust")
+from dvrl_env.evaluation import scores
+
+#: metrics a spec may ask for (the one registry's); detection AUROC is always recorded
+METRICS = scores.METRICS
 TOP_KEYS = {"name", "seeds", "noise_rate", "imports", "metrics", "budget", "tasks", "agents",
             "methods", "probe", "report", "resources"}
 
@@ -186,7 +188,7 @@ def import_modules(modules: tuple[str, ...] | list[str], where: str = "spec") ->
     worker, before any agent is made. A module edited since this process imported it
     is reloaded, so a cell run in this process (``in_process``) runs the source its row
     names (:mod:`.code`)."""
-    from dvrl_env.bench.code import plugin_sha256
+    from dvrl_env.app.bench.code import plugin_sha256
 
     for module in modules:
         try:
@@ -259,7 +261,7 @@ def _agent(table: dict, i: int, where: str, task_names: set, fits, updates) -> A
 
 
 def _method(table: dict, i: int, where: str, task_names: set) -> AgentEntry:
-    from dvrl_env.bench import hooks
+    from dvrl_env.app.bench import hooks
 
     name, options = _entry(table, f"methods[{i}]", {"name", "label", "options", "tasks"},
                            hooks.method_names(), ("method", "register_method"), ("seed",), where)
@@ -283,7 +285,7 @@ def _entry(table: dict, what: str, allowed: set, known: list[str], kind: tuple[s
 
 
 def _probe(table: Any, where: str) -> tuple[str | None, dict]:
-    from dvrl_env.bench import hooks
+    from dvrl_env.app.bench import hooks
 
     if table is None:
         return None, {}

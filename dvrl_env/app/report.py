@@ -1,7 +1,7 @@
 """A finished run's outputs: values.csv, metrics.json, the figures and report.md.
 
 ``dvrl value`` and ``dvrl evaluate`` both call :func:`write_run` (into a staging folder,
-see :mod:`dvrl_env.runs`, which names every file). It computes every experiment once
+see :mod:`dvrl_env.app.runs`, which names every file). It computes every experiment once
 (:func:`compute_results`) and writes both ``metrics.json`` and the figures from those
 results, so a re-evaluation reproduces the metrics and no model is fitted twice;
 :func:`read_values` reads values.csv back, checked row by row against the data. Every
@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from dvrl_env import evaluation
+from dvrl_env.app.runs import RunDir
 from dvrl_env.atomic import atomic_write_text
 from dvrl_env.data.crossfit import DEFAULT_FOLDS
 from dvrl_env.data.datasets import ValuationDataset
@@ -32,7 +33,7 @@ from dvrl_env.evaluation.results import (
     ValueHistogram,
     ValueTrajectory,
 )
-from dvrl_env.runs import RunDir
+from dvrl_env.evaluation.scores import REMOVE_FRACTIONS
 
 
 def noise_known(dataset: ValuationDataset) -> bool:
@@ -140,7 +141,8 @@ def compute_results(dataset: ValuationDataset, values: np.ndarray,
     no_test = bool(dataset.meta.get("test_is_train"))  # accuracy would be in-sample
     return RunResults(
         histogram=evaluation.value_histogram(values, mask),
-        remove_high_low=None if no_test else evaluation.remove_high_low(dataset, values),
+        remove_high_low=(None if no_test else
+                         evaluation.remove_high_low(dataset, values, fractions=REMOVE_FRACTIONS)),
         robust_learning=(evaluation.robust_learning(dataset, values)
                          if can_weight(values) and not no_test else None),
         detection=None if mask is None else evaluation.detection_scores(dataset, values),

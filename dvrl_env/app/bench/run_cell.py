@@ -12,12 +12,10 @@ import traceback
 import numpy as np
 
 from agents.callbacks import Callback
-from dvrl_env.bench.cells import Cell
+from dvrl_env.app.bench.cells import Cell
 
 #: learning-curve points recorded per cell (AUROC at evenly spaced fit counts)
 CURVE_POINTS = 10
-#: removal fractions averaged into remove_high / remove_low
-REMOVE_FRACTIONS = (0.1, 0.2, 0.3, 0.4, 0.5)
 #: more updates than any budget reaches: with budget.fits only, the fits stop learning
 NO_CAP = 10**7
 
@@ -75,7 +73,7 @@ def run_cell(cell: Cell, threads: int | None = None) -> dict:
            "seed": cell.seed, "noise_rate": cell.noise_rate,
            "budget_fits": "" if cell.fits is None else cell.fits}
     try:
-        from dvrl_env.bench.code import code_identity, to_json
+        from dvrl_env.app.bench.code import code_identity, to_json
 
         # the code as the cell starts: resume compares it with the working tree's
         row["code"] = to_json(code_identity(cell.imports))
@@ -95,8 +93,8 @@ def _measure(cell: Cell) -> dict:
     import gymnasium as gym
 
     import dvrl_env  # noqa: F401  (registers the ids)
-    from dvrl_env.bench import hooks
-    from dvrl_env.bench.spec import import_modules
+    from dvrl_env.app.bench import hooks
+    from dvrl_env.app.bench.spec import import_modules
 
     import_modules(cell.imports)
     env = gym.make(cell.env, noise_rate=cell.noise_rate, data_seed=cell.seed,
@@ -147,40 +145,13 @@ def _learn(cell: Cell, env) -> tuple[np.ndarray, dict, list[dict]]:
 
 
 def score(dataset, values: np.ndarray, metrics: tuple[str, ...], notes: dict) -> dict:
-    """The cell's measures of ``values`` (``notes`` gets why a measure could not be
-    taken: a robust fit needs some positive weight)."""
-    from dvrl_env.evaluation import (
-        detection_auroc,
-        detection_scores,
-        remove_high_low,
-        robust_learning,
-        value_gap,
-    )
+    """The cell's measures of ``values``, from the one registry
+    (:mod:`dvrl_env.evaluation.scores`), rounded for the table (``notes`` gets why a
+    measure could not be taken: a robust fit needs some positive weight)."""
+    from dvrl_env.evaluation.scores import score_values
 
-    mask = dataset.noisy_mask
-    out: dict = {"auroc": _round(detection_auroc(values, mask))}
-    if "f1" in metrics:
-        detection = detection_scores(dataset, values)
-        out.update(f1=_round(detection.f1), auprc=_round(detection.auprc))
-    if "gap" in metrics:
-        out["gap"] = _round(value_gap(values, mask))
-        # in standard deviations of the values: agents' values are on different scales
-        # (credit's on its own), so only this form compares across agents
-        spread = float(np.std(values))
-        out["gap_sd"] = _round(value_gap(values, mask) / spread) if spread > 0 else ""
-    if "remove_high_low" in metrics:
-        removal = remove_high_low(dataset, values, fractions=np.array(REMOVE_FRACTIONS))
-        out["remove_high"] = _round(float(np.mean(removal.remove_high)))
-        out["remove_low"] = _round(float(np.mean(removal.remove_low)))
-    if "robust" in metrics:
-        try:
-            robust = robust_learning(dataset, values)
-        except ValueError as err:  # e.g. no value > 0: no positive weight to fit with
-            notes["robust_note"] = str(err)
-        else:
-            out.update(robust_acc=_round(robust.weighted),
-                       unweighted_acc=_round(robust.unweighted), clean_acc=_round(robust.clean))
-    return out
+    return {column: _round(value)
+            for column, value in score_values(dataset, values, metrics, notes).items()}
 
 
 def _json(options: dict) -> str:

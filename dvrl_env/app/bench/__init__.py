@@ -7,4 +7,4 @@ keys, :mod:`.run_cell` runs one cell, :mod:`.store` keeps the table (atomic, res
 draws AUROC against fits, :mod:`.stats` holds the one interval function.
 """
 
-from dvrl_env.bench.harness import run_bench  # noqa: F401
+from dvrl_env.app.bench.harness import run_bench  # noqa: F401
