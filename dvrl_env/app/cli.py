@@ -462,8 +462,11 @@ def execute(run: RunDir, settings: dict, env: gym.Env, agent, args: argparse.Nam
             if rounds > 1 and not args.quiet:
                 print(f"round {state['round'] + 1} of {rounds}" + (
                     "" if state["round"] == 0 else ": the reference re-weighted by the "
-                    "previous round's values"), file=sys.stderr)
-            agent.learn(remaining, progress_bar=not args.quiet, callback=checkpointer)
+                    "previous round's values") + f" ({time.perf_counter() - start:.0f} s "
+                    "so far)", file=sys.stderr)
+            # a bar for one update of an agent that learns nothing would only be noise
+            agent.learn(remaining, progress_bar=not args.quiet and settings["steps"] > 1,
+                        callback=checkpointer)
             values = agent.data_values()
             check_finite(values, agent, replaces)  # a diverged state replaces no checkpoint
             checkpointer.save(agent)
@@ -643,8 +646,9 @@ def build_parser() -> argparse.ArgumentParser:
     value.add_argument("--agent", help=f"an agent name (default {DEFAULT_AGENT}; with --csv "
                                        f"and no --valid-csv, {CROSS_FIT_AGENT})")
     value.add_argument("--steps", type=int, default=None,
-                       help=f"agent updates (default {DEFAULT_STEPS}; with --resume: the new "
-                            "total)")
+                       help=f"agent updates (default {DEFAULT_STEPS}, 1 for the agents that "
+                            f"learn nothing: {', '.join(NON_LEARNING_AGENTS)}; with --resume: "
+                            "the new total)")
     value.add_argument("--seed", type=int, help="the agent's seed (default 0)")
     value.add_argument("--rounds", type=int, metavar="N",
                        help="cross-fitted valuation: value N times, each round's reference "
