@@ -68,7 +68,8 @@ def cleanlab_values(dataset, seed: int, settings: dict) -> tuple[np.ndarray, dic
     probs = cross_val_predict(LogisticRegression(max_iter=1000), dataset.x_train,
                               dataset.y_train, cv=folds, method="predict_proba")
     values = get_label_quality_scores(dataset.y_train, probs, method="self_confidence")
-    flags = find_label_issues(dataset.y_train, probs)
+    # n_jobs=1: its process pool reads globals a spawned bench worker does not have
+    flags = find_label_issues(dataset.y_train, probs, n_jobs=1)
     mask = np.asarray(dataset.noisy_mask, bool)
     tp = int((flags & mask).sum())
     own_f1 = 2 * tp / (int(flags.sum()) + int(mask.sum())) if tp else 0.0
