@@ -333,10 +333,16 @@ def start_run(run: RunDir, settings: dict, args: argparse.Namespace) -> int:
 
 
 def resume_run(args: argparse.Namespace) -> int:
-    run = RunDir(args.resume)
-    run.read_settings()  # not a run directory: said before anything is written there
+    return with_locked_run(args.resume, continue_run, args)
+
+
+def with_locked_run(path: str, command, args: argparse.Namespace) -> int:
+    """``command(run, args)`` on the run directory at ``path``, holding its lock; a folder
+    that is not a run directory is said before anything is written there."""
+    run = RunDir(path)
+    run.read_settings()
     with run.lock():
-        return continue_run(run, args)
+        return command(run, args)
 
 
 def continue_run(run: RunDir, args: argparse.Namespace) -> int:
@@ -520,10 +526,7 @@ def default_steps(agent: str) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    run = RunDir(args.run_dir)
-    run.read_settings()  # not a run directory: said before anything is written there
-    with run.lock():
-        return evaluate_run(run, args)
+    return with_locked_run(args.run_dir, evaluate_run, args)
 
 
 def evaluate_run(run: RunDir, args: argparse.Namespace) -> int:
