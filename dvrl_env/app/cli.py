@@ -613,7 +613,7 @@ DEFAULT_STEPS = 100
 #: with --csv and no --valid-csv: the cross-fitted marginal information, three rounds (the
 #: best ranking measured, benchmarks/specs/label_issues.toml; RL agents add nothing to it)
 CROSS_FIT_AGENT, DEFAULT_ROUNDS = find.DEFAULT_AGENT, find.DEFAULT_ROUNDS
-NON_LEARNING_AGENTS = ("marginal", "random")
+NON_LEARNING_AGENTS = find.NON_LEARNING_AGENTS
 THREADS_HELP = ("torch and BLAS threads (default 1: these models are small, and more threads "
                 "than free cores slow a busy machine down many times)")
 

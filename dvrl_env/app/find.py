@@ -22,6 +22,8 @@ import numpy as np
 DEFAULT_AGENT = "marginal"
 DEFAULT_ROUNDS = 3
 DEFAULT_FOLDS = 5
+#: agents that learn nothing: one update is all they take
+NON_LEARNING_AGENTS = ("marginal", "random")
 
 
 def find_label_issues(
@@ -73,7 +75,7 @@ def find_label_issues(
                            missing_values=missing_values, drop_columns=drop_columns)
     if index is None:
         index = pd.Index(dataset.meta["train_lines"], name="csv_line")
-    steps = (1 if agent in ("marginal", "random") else 100) if steps is None else int(steps)
+    steps = (1 if agent in NON_LEARNING_AGENTS else 100) if steps is None else int(steps)
     options = {"validation": "cross-fit", "folds": folds, "data_seed": seed,
                **(env_options or {})}
     weights = None
