@@ -239,8 +239,10 @@ def test_a_run_stopped_in_its_second_round_resumes_to_the_same_values(tmp_path, 
 
 # ---- the Python entry point --------------------------------------------------------------
 
-def test_find_label_issues_gives_one_row_per_input_row(tmp_path):
-    mask = table(tmp_path / "t.csv", n=240)
+@pytest.mark.parametrize("classes, weights", [(2, None), (2, [0.85, 0.15]), (3, None)],
+                         ids=["balanced", "unbalanced", "three-classes"])
+def test_find_label_issues_gives_one_row_per_input_row(tmp_path, classes, weights):
+    mask = table(tmp_path / "t.csv", n=240, classes=classes, weights=weights)
     frame = pd.read_csv(tmp_path / "t.csv")
     frame.index = [f"r{i}" for i in range(len(frame))]  # the user's own index is kept
     issues = dvrl_env.find_label_issues(frame, label="kind", rounds=2)
