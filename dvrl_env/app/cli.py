@@ -292,7 +292,7 @@ def new_run(args: argparse.Namespace) -> int:
         "missing_values": args.missing_value, "drop_columns": args.drop_column,
         "env_args": env_args, "agent": agent,
         "agent_args": parse_assignments(args.agent_arg, "--agent-arg"),
-        "steps": (default_steps(agent) if args.steps is None else args.steps),
+        "steps": (find.default_steps(agent) if args.steps is None else args.steps),
         "seed": 0 if args.seed is None else args.seed,
         "threads": 1 if args.threads is None else args.threads,
         "rounds": rounds,
@@ -520,11 +520,6 @@ def check_finite(values, agent, replaces: RunDir | None) -> None:
                         "--seed.")
 
 
-def default_steps(agent: str) -> int:
-    """Updates when --steps is not given: one for the agents that learn nothing."""
-    return 1 if agent in NON_LEARNING_AGENTS else DEFAULT_STEPS
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     return with_locked_run(args.run_dir, evaluate_run, args)
 
@@ -609,7 +604,7 @@ def cmd_agents(args: argparse.Namespace) -> int:
 
 DEFAULT_ENV = "DataValuation-Digits-v0"
 DEFAULT_AGENT = "reinforce"
-DEFAULT_STEPS = 100
+DEFAULT_STEPS = find.DEFAULT_STEPS
 #: with --csv and no --valid-csv: the cross-fitted marginal information, three rounds (the
 #: best ranking measured, benchmarks/specs/label_issues.toml; RL agents add nothing to it)
 CROSS_FIT_AGENT, DEFAULT_ROUNDS = find.DEFAULT_AGENT, find.DEFAULT_ROUNDS

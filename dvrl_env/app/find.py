@@ -18,12 +18,20 @@ from typing import Any
 
 import numpy as np
 
+from dvrl_env.data.crossfit import DEFAULT_FOLDS
+
 #: the defaults of ``dvrl value --csv`` without --valid-csv (dvrl_env.app.cli uses them too)
 DEFAULT_AGENT = "marginal"
 DEFAULT_ROUNDS = 3
-DEFAULT_FOLDS = 5
+#: updates per round of an agent that learns, unless told
+DEFAULT_STEPS = 100
 #: agents that learn nothing: one update is all they take
 NON_LEARNING_AGENTS = ("marginal", "random")
+
+
+def default_steps(agent: str) -> int:
+    """Updates when none are given: one for the agents that learn nothing."""
+    return 1 if agent in NON_LEARNING_AGENTS else DEFAULT_STEPS
 
 
 def find_label_issues(
@@ -75,7 +83,7 @@ def find_label_issues(
                            missing_values=missing_values, drop_columns=drop_columns)
     if index is None:
         index = pd.Index(dataset.meta["train_lines"], name="csv_line")
-    steps = (1 if agent in NON_LEARNING_AGENTS else 100) if steps is None else int(steps)
+    steps = default_steps(agent) if steps is None else int(steps)
     options = {"validation": "cross-fit", "folds": folds, "data_seed": seed,
                **(env_options or {})}
     weights = None

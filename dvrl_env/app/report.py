@@ -40,6 +40,11 @@ def noise_known(dataset: ValuationDataset) -> bool:
     return bool(dataset.noisy_mask.any())
 
 
+def no_test_rows(dataset: ValuationDataset) -> bool:
+    """Every row was valued and none was held out: test accuracy would be in-sample."""
+    return bool(dataset.meta.get("test_is_train"))
+
+
 def write_values(out: RunDir, dataset: ValuationDataset, values: np.ndarray) -> Path:
     """One row per training point: its index in the training set (and, for a CSV, the
     line of the training file it came from), the label as used, the value, and
@@ -138,7 +143,7 @@ def compute_results(dataset: ValuationDataset, values: np.ndarray,
     if log_file is not None and log_file.is_file():
         fraction = float(mask.mean()) if mask is not None else None
         trajectory = evaluation.value_trajectory(log_file, noise_fraction=fraction)
-    no_test = bool(dataset.meta.get("test_is_train"))  # accuracy would be in-sample
+    no_test = no_test_rows(dataset)
     return RunResults(
         histogram=evaluation.value_histogram(values, mask),
         remove_high_low=(None if no_test else
@@ -159,7 +164,7 @@ def metrics_from(dataset: ValuationDataset, values: np.ndarray, results: RunResu
         metrics["detection"] = results.detection.to_dict()
         metrics["discovery"] = results.discovery.to_dict()
         metrics["value_gap"] = results.value_gap
-    no_test = bool(dataset.meta.get("test_is_train"))
+    no_test = no_test_rows(dataset)
     metrics["remove_high_low"] = (None if results.remove_high_low is None
                                   else results.remove_high_low.to_dict())
     metrics["robust_learning"] = (
@@ -246,7 +251,7 @@ def reference_statement(dataset: ValuationDataset, cross_fit: bool) -> str:
 
 def test_statement(dataset: ValuationDataset) -> str | None:
     """What "test accuracy" was measured on, when it is not a clean test set."""
-    if dataset.meta.get("test_is_train"):
+    if no_test_rows(dataset):
         return None  # nothing to measure on: said where the section would be
     if dataset.meta.get("test_is_valid"):
         return ("There is no test set: test accuracy is measured on the validation set, "
