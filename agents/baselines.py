@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from agents.base import MAX_WIDTH, Agent, AgentConfig, given_label_marginal
 from agents.dve import DataValueEstimator, as_tensors
 from dvrl_env.options import Range
+from dvrl_env.predictors.training import make_adam
 
 
 class MarginalInformation(Agent):
@@ -102,7 +103,7 @@ class SupervisedOracle(Agent):
                                hidden_layers=c.hidden_layers, comb_dim=c.comb_dim,
                                architecture=c.architecture)
             for _ in range(c.folds)))
-        self.optimizer = torch.optim.Adam(self.models.parameters(), lr=c.learning_rate)
+        self.optimizer = make_adam(self.models.parameters(), c.learning_rate)
         self.best_models = copy.deepcopy(self.models)
         self.best_losses = [float("inf")] * c.folds
         rng = np.random.default_rng(self.seed + 1)

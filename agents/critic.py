@@ -30,6 +30,7 @@ from agents.dve import as_tensors
 from agents.result import ValuationResult
 from agents.utility import UtilityAgent, UtilityConfig
 from dvrl_env.options import Range
+from dvrl_env.predictors.training import make_adam
 
 EXPLORATIONS = ("half", "values")
 
@@ -102,8 +103,8 @@ class AdditiveCritic(UtilityAgent):
         self.points = as_tensors(self.unwrapped.all_observations(), self.device)
         width = sum(t.shape[-1] for t in self.points)
         self.critic = self.seeded_module(lambda: PointValue(width, c.hidden_dim))
-        self.optimizer = torch.optim.AdamW(self.critic.parameters(), lr=c.learning_rate,
-                                           weight_decay=c.weight_decay)
+        self.optimizer = make_adam(self.critic.parameters(), c.learning_rate,
+                                   weight_decay=c.weight_decay)
         self.replay_indices: list[torch.Tensor] = []  # per round: (B,) training rows
         self.replay_contrasts: list[torch.Tensor] = []  # (K, B) s_k - mean of the others
         self.replay_advantages: list[torch.Tensor] = []  # (K,)

@@ -107,13 +107,17 @@ def _columns_of_sorted_keys(keys, bits):
     return tied
 
 
-def make_adam(params, lr: float) -> torch.optim.Optimizer:
-    """Adam, fused where this torch supports it (5-8x less optimiser overhead on CPU)."""
+def make_adam(params, lr: float, *, weight_decay: float | None = None) -> torch.optim.Optimizer:
+    """Adam (AdamW when given a ``weight_decay``), fused where this torch supports it:
+    5-8x less optimiser overhead on CPU than the per-tensor loop, 2-3x less than
+    ``foreach``. The predictors and the agents' networks all step through it."""
     params = list(params)
+    kind, extra = ((torch.optim.Adam, {}) if weight_decay is None else
+                   (torch.optim.AdamW, {"weight_decay": weight_decay}))
     try:
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    except (RuntimeError, TypeError, ValueError):
-        return torch.optim.Adam(params, lr=lr)
+        return kind(params, lr=lr, fused=True, **extra)
+    except (RuntimeError, TypeError, ValueError):  # torch < 2.4 on the CPU
+        return kind(params, lr=lr, **extra)
 
 
 def fit_weighted(
