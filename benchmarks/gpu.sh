@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The GPU checks, in one prepared run of under 5 minutes on a machine with CUDA, from a
 # fresh copy of the repo:
-#   bash benchmarks/gpu.sh            # writes benchmarks/results/gpu.txt
+#   bash benchmarks/gpu.sh            # writes benchmarks/results/gpu.txt (or $GPU_OUT)
 # 1. CUDA is there; 2. fits per second of the batched env on CUDA, K = 8, 64, 512, on
 # Adult and Digits (MLP predictor, env defaults), next to the single env and the GPU's
 # float32 matrix-multiply peak; 3. the 50,000 x 512 synthetic set with K = 8 and 64
@@ -10,12 +10,18 @@
 # Everything else in the repo runs without a GPU; this script needs one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# this repo's venv, else a python3 that already has torch (a GPU image), else a new venv
 PY=${PYTHON:-.venv/bin/python}
-[ -x "$PY" ] || { python3 -m venv .venv && .venv/bin/pip install -q -e ".[dev]"; PY=.venv/bin/python; }
-OUT=benchmarks/results/gpu.txt
+if [ ! -x "$PY" ]; then
+  if python3 -c "import torch, gymnasium" 2>/dev/null; then PY=python3
+  else python3 -m venv .venv && .venv/bin/pip install -q -e ".[dev]"; PY=.venv/bin/python; fi
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+OUT=${GPU_OUT:-benchmarks/results/gpu.txt}
 TMP=$(mktemp)
 {
   echo "# bash benchmarks/gpu.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  "$PY" -c "from dvrl_env.app.bench.code import code_identity, to_json; print('# code: ' + to_json(code_identity()))"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   "$PY" -c "import torch; assert torch.cuda.is_available(), 'CUDA is not available'; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 
@@ -48,7 +54,7 @@ EOF
 
   echo; echo "## 5. the main job on CUDA"
   start=$(date +%s)
-  timeout 60 .venv/bin/dvrl value --env DataValuation-Digits-v0 --noise-rate 0.2 \
+  timeout 60 "$PY" -m dvrl_env value --env DataValuation-Digits-v0 --noise-rate 0.2 \
     --agent reinforce --agent-arg num_samples=8 --agent-arg architecture=skip \
     --agent-arg device='"cuda"' --env-arg device='"cuda"' --steps 30 --seed 0 \
     --out /tmp/dvrl-gpu-run --overwrite --quiet || echo "main job: stopped at 60 s"
