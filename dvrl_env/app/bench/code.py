@@ -122,7 +122,8 @@ def normalised_source(source: bytes) -> bytes:
         text = source.decode(encoding).replace("\r\n", "\n").replace("\r", "\n")
         tree = ast.parse(text)
         tokens = list(tokenize.generate_tokens(io.StringIO(text, newline="\n").readline))
-    except (SyntaxError, UnicodeDecodeError, LookupError, ValueError, tokenize.TokenError):
+    except (SyntaxError, UnicodeDecodeError, LookupError, ValueError, RecursionError,
+            tokenize.TokenError):
         return source
     lines = text.split("\n")
     cuts: dict[int, list[tuple[int, int]]] = {}  # line index: (start, end) character spans
