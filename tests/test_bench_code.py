@@ -79,7 +79,7 @@ def test_each_row_records_the_code_that_produced_it(plugged, tmp_path):
     recorded = json.loads(read_table(tmp_path / "out" / TABLE)[0]["code"])
     assert set(recorded) == {"version", "commit", "dirty", "code_sha256", "plugins",
                              "libraries"}
-    assert recorded["plugins"] == {module: hashlib.sha256(plugin.read_bytes()).hexdigest()}
+    assert recorded["plugins"] == {module: code.source_sha256(plugin)}
     assert len(recorded["code_sha256"]) == 64
     assert set(recorded["libraries"]) == {"torch", "numpy", "gymnasium",
                                           "stable_baselines3", "python"}
@@ -113,7 +113,7 @@ def test_a_resume_refuses_rows_of_an_edited_plugin_until_told(plugged, tmp_path,
     lines.clear()
     run_bench(spec, out, in_process=True, resume=True, rerun_stale=True, log=lines.append)
     assert "running 3" in lines[0]
-    new = hashlib.sha256(plugin.read_bytes()).hexdigest()
+    new = code.source_sha256(plugin)
     after = read_table(out / TABLE)
     assert [json.loads(r["code"])["plugins"][module] for r in after] == [new] * 3
     # the edited plugin ran (reloaded in this process): other random values
@@ -164,6 +164,62 @@ def test_the_code_hash_follows_the_number_deciding_files(tmp_path, monkeypatch):
     monkeypatch.setattr(code, "ROOT", Path(code.__file__).resolve().parents[3])
     assert code.code_identity()["commit"] == "unknown"
     assert code.plugin_sha256("no_such_module_anywhere") == "unknown"
+
+
+MODULE = '''"""A number-deciding module."""
+
+RATE = 0.5  # the step size
+
+
+def step(x):
+    """One step."""
+    return x * RATE
+'''
+
+
+def test_the_code_hash_ignores_docstrings_and_comments_but_not_code_or_names(tmp_path,
+                                                                          monkeypatch):
+    (tmp_path / "agents").mkdir()
+    module = tmp_path / "agents" / "a.py"
+    module.write_text(MODULE)
+    monkeypatch.setattr(code, "ROOT", tmp_path)
+    first = code.code_identity()["code_sha256"]
+    assert code.code_identity(root=tmp_path)["code_sha256"] == first
+    module.write_text(MODULE.replace('"""One step."""', '"""One step,\n    in two lines."""')
+                      .replace("A number-deciding module.", "Another sentence.") + "\n\n")
+    assert code.code_identity()["code_sha256"] == first  # docstrings and blank lines
+    module.write_text(MODULE.replace("# the step size", "# a better comment   ")
+                      .replace("return x * RATE", "return x * RATE  # scaled"))
+    assert code.code_identity()["code_sha256"] == first  # comments, trailing spaces
+    module.write_text(MODULE.replace("RATE = 0.5", "RATE = 0.25"))
+    assert code.code_identity()["code_sha256"] != first  # a changed constant
+    module.write_text(MODULE)
+    assert code.code_identity()["code_sha256"] == first
+    module.rename(tmp_path / "agents" / "b.py")
+    assert code.code_identity()["code_sha256"] != first  # a renamed file
+    # a string that is not a docstring, and a '#' inside a string, are code
+    assert code.normalised_source(b'X = "#1"\n"""note"""\n') == b'X = "#1"\n"""note"""'
+    broken = b"def broken(:  # not Python\n"
+    assert code.normalised_source(broken) == broken  # no parse: the raw bytes
+
+
+def test_a_plugin_hash_ignores_its_docstrings_and_comments(tmp_path, monkeypatch):
+    name = f"norm_plugin_{tmp_path.name.replace('-', '_')}"
+    plugin = tmp_path / f"{name}.py"
+    plugin.write_text(MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    first = code.plugin_sha256(name)
+    assert first == code.source_sha256(plugin) != hashlib.sha256(plugin.read_bytes()).hexdigest()
+    plugin.write_text("# a new header comment\n" + MODULE.replace("One step.", "A step."))
+    assert code.plugin_sha256(name) == first
+    plugin.write_text(MODULE.replace("x * RATE", "x / RATE"))
+    assert code.plugin_sha256(name) != first
+
+
+def test_code_line_is_the_identity_a_results_file_starts_with():
+    line = code.code_line()
+    assert line.startswith("# code: {") and "\n" not in line
+    assert code.from_json(line.removeprefix("# code: ")) == code.code_identity()
 
 
 # ---- the figure's data ----------------------------------------------------------------
