@@ -25,6 +25,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.label_issues import adult_cells, write_table  # noqa: E402
+from dvrl_env.app.bench.code import code_line  # noqa: E402
 from dvrl_env.data.datasets import add_label_noise  # noqa: E402
 from dvrl_env.evaluation.metrics import detection_auroc  # noqa: E402
 
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument("--noise-rate", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    print(code_line(["benchmarks.label_issues"]), flush=True)
     header, rows = adult_cells(args.seed, args.rows)
     labels = np.array([row[-1] == ">50K" for row in rows], dtype=np.int64)
     noisy, mask = add_label_noise(labels, 2, args.noise_rate, args.seed)

@@ -20,6 +20,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.label_issues import adult_cells, write_table  # noqa: E402
+from dvrl_env.app.bench.code import code_line  # noqa: E402
 from dvrl_env.data.crossfit import (  # noqa: E402
     C_GRID,
     cross_fitted_probabilities,
@@ -91,6 +92,7 @@ def main() -> None:
     parser.add_argument("--noise-rate", type=float, default=0.2)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     args = parser.parse_args()
+    print(code_line(["benchmarks.label_issues"]), flush=True)
     scores: dict[str, list[float]] = {name: [] for name in [*VARIANTS, ORACLE]}
     for seed in args.seeds:
         header, rows = adult_cells(seed)

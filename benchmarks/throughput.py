@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import dvrl_env  # noqa: E402,F401  (registers the ids)
 from agents.reinforce import Reinforce  # noqa: E402
+from dvrl_env.app.bench.code import code_line  # noqa: E402
 from dvrl_env.envs.vector import make_vector_env  # noqa: E402
 
 QUICK = {"n_train": 200, "n_valid": 100, "n_test": 50, "batch_size": 128,
@@ -264,6 +265,7 @@ def main(argv=None) -> None:
     parser.add_argument("--sync-max-k", type=int, default=256,
                         help="measure SyncVectorEnv only up to this K (it is K single envs)")
     args = parser.parse_args(argv)
+    print(code_line(), flush=True)
     torch.set_num_threads(args.threads)
     options = {"device": args.device, **(QUICK if args.quick else {})}
     warmup, steps = (1, 1) if args.quick else (1, 2)
