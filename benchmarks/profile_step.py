@@ -31,7 +31,7 @@ def main(argv=None) -> None:
                         help="0: one DataValuationEnv; K: the batched vector env of K")
     parser.add_argument("--batch-size", type=int, default=None, help="default: the env's")
     parser.add_argument("--baseline", default=None,
-                        help="moving_average skips the fixed baselines' training at reset")
+                        help="moving_average skips the fixed baseline's training at reset")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--threads", type=int, default=1)

@@ -7,9 +7,11 @@ K slots sharing one copy of the data.
 Builds a synthetic dataset (Gaussian class blobs, 10 classes, 20% flipped labels),
 one single env, then vector envs of K slots made from it (``make_vector_env``: the
 config, and with it the data on the device, is shared), and prints the process's
-resident memory after each, the growth per slot, and the time of a reset and of a step
-(K predictors trained on K random selections). The data is held once: memory grows
-with the data, not with K.
+resident memory after each, the growth per slot, the time of a reset (the env's one
+fixed baseline, trained once for all K slots, and K initial predictors) and of a step
+(K predictors trained on K random selections), and the process's peak memory. The data
+is held once: memory grows with the data, not with K. The first line names the code
+(``dvrl_env.app.bench.code``), so the numbers can be matched to what produced them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvrl_env import DataValuationEnv, from_arrays  # noqa: E402
+from dvrl_env.app.bench.code import code_identity, to_json  # noqa: E402
 from dvrl_env.app.bench.run_cell import set_threads  # noqa: E402
 from dvrl_env.envs.vector import make_vector_env  # noqa: E402
 
@@ -65,6 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     set_threads(args.threads)
+    print(f"# code: {to_json(code_identity())}", flush=True)
 
     start = resident_mib()
     dataset = synthetic(args.n_train, args.n_valid, args.features, 10, seed=0)
@@ -82,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         vec.reset(seed=0)
         reset_s = time.perf_counter() - t0
+        fits = vec.fits
         action = rng.integers(0, 2, (k, args.batch_size), dtype=np.int8)
         t0 = time.perf_counter()
         vec.step(action)
@@ -91,11 +96,13 @@ def main(argv: list[str] | None = None) -> int:
         state = vec.core.predictors.state_dict()
         weights = sum(t.nbytes for part in state.values() for t in part.values()) / 2**20
         same = vec.config is env.config
-        print(f"K = {k:3d}: reset {reset_s:6.2f} s (K fixed baselines on all {args.n_train} "
-              f"points), step {step_s:6.2f} s ({k / step_s:.1f} fits/s); tensors held: "
+        print(f"K = {k:3d}: reset {reset_s:6.2f} s ({fits} fit: the one fixed baseline on all "
+              f"{args.n_train} points, shared by the K slots), step {step_s:6.2f} s "
+              f"({k / step_s:.1f} fits/s); tensors held: "
               f"data {shared:.0f} MiB {'shared with the single env' if same else 'COPIED'}, "
               f"K predictors' weights {weights:.2f} MiB; resident {grown:+.0f} MiB over "
-              "the single env (training buffers included)")
+              f"the single env (training buffers included); peak so far {peak_mib():.0f} MiB",
+              flush=True)
         del vec
     print(f"peak resident memory of the process: {peak_mib():.0f} MiB")
     return 0

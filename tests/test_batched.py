@@ -14,11 +14,12 @@ from gymnasium.wrappers import TimeLimit
 import dvrl_env
 from agents.reinforce import Reinforce
 from dvrl_env import DataValuationEnv, DataValuationVectorEnv
+from dvrl_env.envs import core
 from dvrl_env.envs.vector import make_vector_env
 from dvrl_env.predictors import epoch_permutations, fit_weighted, logistic
 from dvrl_env.predictors.closed_form import fit_logistic, train_logistic
 from dvrl_env.predictors.stacked import StackedPredictors, layer_plan
-from dvrl_env.predictors.training import argsort_rows
+from dvrl_env.predictors.training import argsort_rows, score
 from tests.conftest import SMALL_ENV
 
 K, B = 3, SMALL_ENV["batch_size"]
@@ -199,8 +200,8 @@ def test_next_step_autoreset_equals_sync_vector_env(toy_dataset, mode):
     assert batched.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
     last = run_both(batched, sync_of(env, mode=AutoresetMode.NEXT_STEP), actions_for(4))
     # a step that resets sub-envs trains none: episodes of 1 step leave steps 1 and 3,
-    # of 2 steps 1, 2 and 4 (and the K fixed baselines)
-    assert batched.fits == K * (2 if mode == "step" else 3) + K
+    # of 2 steps 1, 2 and 4 (and the one fixed baseline the K sub-envs share)
+    assert batched.fits == K * (2 if mode == "step" else 3) + 1
     if mode == "step":  # the fourth step only resets: reward 0, not terminated
         assert not last[2].any() and (last[1] == 0).all()
 
@@ -427,30 +428,67 @@ def test_reinforce_with_k_samples_uses_the_batched_env(toy_dataset):
                                                             abs=2 * FIT_ATOL, rel=0)
 
 
-@pytest.mark.float_sensitive
 @pytest.mark.parametrize("predictor", ["mlp", "logistic"])
-def test_fixed_baselines_trained_in_groups_equal_all_at_once(toy_dataset, predictor,
-                                                             monkeypatch):
-    """Large data trains the K fixed baselines a group of slots at a time (bounded
-    memory); the baselines and the following rewards do not change."""
-    from dvrl_env.envs import core
-
+def test_one_fixed_baseline_is_shared_by_every_slot_and_the_single_env(toy_dataset,
+                                                                       predictor):
+    """The fixed baseline is the env's, not a slot's: seeded from data_seed, trained once
+    at the first reset (one fit for K slots), the single env's with the same options
+    bit for bit, and kept by later resets whatever their seed."""
     env = make(toy_dataset, predictor=predictor)
-    together = make_vector_env(env, K)
-    together.reset(seed=[3, 3, 8])
-    monkeypatch.setattr(core, "BASELINE_VISITS", 1)  # one slot per group
-    grouped = make_vector_env(env, K)
-    grouped.reset(seed=[3, 3, 8])
-    # the closed form's arithmetic per predictor is the same in any group: bit for bit;
-    # batched matrix products over 1 or 3 predictors may order their sums differently
-    atol = 0 if predictor == "logistic" else FIT_ATOL
-    np.testing.assert_allclose(grouped.fixed_baselines, together.fixed_baselines, atol=atol,
-                               rtol=0)
-    action = actions_for(3)[0]
-    grouped_info, together_info = grouped.step(action)[4], together.step(action)[4]
-    # the same initial weights, trained all together in both: the same metrics, bit for bit
-    np.testing.assert_array_equal(grouped_info["final_info"]["metric"],
-                                  together_info["final_info"]["metric"])
+    envs = make_vector_env(env, 4)
+    _, info = envs.reset(seed=[3, 3, 8, 11])
+    assert envs.fits == 1
+    baseline = envs.fixed_baselines[0]
+    assert envs.fixed_baselines == (baseline,) * 4
+    assert info["baseline"].tolist() == [baseline] * 4
+    env.reset(seed=123)  # another seed: the same baseline
+    assert env.fixed_baseline == baseline and env.fits == 1
+    # it is the predictor from data_seed's weights trained on every point, scored on the
+    # validation set
+    rng = np.random.default_rng([0, core.BASELINE_SEED_KEY])
+    init_seed, order_seed = (int(s) for s in rng.integers(0, 2**62, size=2))
+    model = env.config.predictor.build(5, 2, init_seed, env.device)
+    orders = epoch_permutations(200, TRAIN["predictor_epochs"],
+                                torch.Generator().manual_seed(order_seed), env.device)
+    fit = fit_logistic if predictor == "logistic" else fit_weighted
+    data = env.config.tensors
+    fit(model, data["x"], data["labels"], torch.ones(200), orders=orders,
+        batch_size=env.config.predictor_batch_size, lr=TRAIN["predictor_lr"])
+    assert score(model, data["x_valid"], data["y_valid"], TRAIN["metric"]) == baseline
+    envs.step(np.ones((4, B), dtype=np.int8))
+    _, info = envs.reset(seed=[40, 41, 42, 43])
+    assert envs.fits == 1 + 4  # the step's 4 fits; the reset fits no baseline again
+    assert envs.fixed_baselines == (baseline,) * 4 and (info["baseline"] == baseline).all()
+    other = make(toy_dataset, predictor=predictor, data_seed=1)
+    other.reset(seed=0)
+    assert other.fixed_baseline != baseline  # its seeds are data_seed's
+
+
+def test_the_shared_baseline_survives_a_state_round_trip(toy_dataset):
+    """A vector env restored from a state and then reset with a seed fits no baseline
+    again and gives what the env never stopped gives."""
+    env = make(toy_dataset, reset_mode="episode", episode_length=2)
+    envs = make_vector_env(env, K)
+    envs.reset(seed=[1, 2, 3])
+    envs.step(np.ones((K, B), dtype=np.int8))
+    state = envs.state_dict()
+    restored = make_vector_env(make(toy_dataset, reset_mode="episode", episode_length=2), K)
+    restored.reset(options={"state": state})
+    assert restored.fixed_baselines == envs.fixed_baselines
+    assert restored.core.fixed_baseline == envs.core.fixed_baseline
+    ahead, again = envs.reset(seed=9), restored.reset(seed=9)
+    assert_same(ahead, again, floats={})
+    assert restored.fits == envs.fits == 1 + K
+    action = np.ones((K, B), dtype=np.int8)
+    assert_same(envs.step(action), restored.step(action), floats={})
+    # a state saved before the baseline was shared has no env-level one: it trains at the
+    # next seeded reset, each slot keeping its saved one until then
+    old = {key: value for key, value in state.items() if key != "fixed_baseline"}
+    older = make_vector_env(make(toy_dataset, reset_mode="episode", episode_length=2), K)
+    older.reset(options={"state": old})
+    assert older.fixed_baselines == envs.fixed_baselines and older.core.fixed_baseline is None
+    older.reset(seed=9)
+    assert older.fits == 1 + K + 1 and older.fixed_baselines == envs.fixed_baselines
 
 
 @pytest.mark.float_sensitive

@@ -52,8 +52,8 @@ class Recorder(Callback):
 
 def test_a_fit_budget_and_a_checkpointer_combine_in_a_list(tmp_path, agent):
     saver = SaveEvery(tmp_path / "agent.ckpt", every=2)
-    agent.learn(1000, progress_bar=False, callback=CallbackList([FitBudget(20), saver]))
-    assert agent.fits_used == 20 and agent.steps_done == 4  # 4 baselines + 4 x 4 fits
+    agent.learn(1000, progress_bar=False, callback=CallbackList([FitBudget(17), saver]))
+    assert agent.fits_used == 17 and agent.steps_done == 4  # 1 shared baseline + 4 x 4 fits
     assert saver.saved_at == [2, 4]  # the checkpointer saw the step the budget stopped at
     restored = agents.load(tmp_path / "agent.ckpt", gym.make("DataValuation-Adult-v0", **TINY))
     assert restored.steps_done == 4
@@ -115,5 +115,5 @@ def test_a_callback_that_is_not_callable_is_refused(agent):
 def test_fit_budget_keeps_its_old_names_and_is_still_a_plain_callable(agent):
     assert agents.FitBudget is agents.base.FitBudget is FitBudget
     agent.learn(1, progress_bar=False)
-    assert agent.fits_used == 8  # 4 baselines + 4 fits
-    assert FitBudget(9)(agent, 1, {}) is True and FitBudget(8)(agent, 1, {}) is False
+    assert agent.fits_used == 5  # 1 baseline shared by the 4 copies + 4 fits
+    assert FitBudget(6)(agent, 1, {}) is True and FitBudget(5)(agent, 1, {}) is False

@@ -141,6 +141,26 @@ def test_vector_env_cross_fits_every_slot():
     assert np.isfinite(rewards).all()
 
 
+def test_cross_fitted_baselines_are_one_per_fold_shared_by_every_slot():
+    """One fixed baseline per fold, trained once (F fits for K slots) from data_seed: the
+    single env's, each slot's reward measured against its batch's fold's."""
+    options = dict(dataset=cross_fit_dataset(classes=3), validation="cross-fit",
+                   batch_size=16, predictor="logistic", predictor_epochs=2)
+    envs = DataValuationVectorEnv(4, **options)
+    _, info = envs.reset(seed=[0, 1, 2, 3])
+    folds = envs.config.cross_fit.folds
+    shared = envs.fixed_baselines[0]
+    assert len(shared) == folds and len(set(shared)) > 1
+    assert all(b == shared for b in envs.fixed_baselines) and envs.fits == folds
+    fold_of = envs.config.cross_fit.fold_of
+    assert info["baseline"].tolist() == [shared[fold_of[rows[0]]] for rows in info["indices"]]
+    single = DataValuationEnv(**options)
+    single.reset(seed=7)
+    assert single.fixed_baseline == shared and single.fits == folds
+    envs.reset(seed=[10, 11, 12, 13])
+    assert envs.fits == folds and envs.fixed_baselines == (shared,) * 4
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"validation": "kfold"}, "Unknown validation 'kfold'"),
     ({"reference_weights": np.ones(200)}, "pass validation='cross-fit' with them"),

@@ -241,6 +241,7 @@ def test_step_before_reset(toy_dataset):
         ({"episode_length": 5}, ValueError, "episode_length must be 1"),
         ({"predictor": "forest"}, ValueError, "Unknown predictor 'forest'"),
         ({"n_train": 10}, ValueError, "apply to named datasets only"),
+        ({"data_seed": -1}, ValueError, r"data_seed must be a whole number from 0 to 2\*\*64 - 1"),
         ({"bach_size": 10}, TypeError, r"Unknown option\(s\) \['bach_size'\].*batch_size"),
     ],
 )

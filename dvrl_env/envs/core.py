@@ -7,9 +7,12 @@ its baseline, and episode ends. :class:`~dvrl_env.DataValuationEnv` is its view 
 K = 1 and :class:`~dvrl_env.DataValuationVectorEnv` its view with K slots; they only
 translate between the core and Gymnasium's single and vector APIs.
 
-Each slot keeps its own ``np_random``, torch generator, initial weights, fixed baseline,
-moving-average history and step counter, seeded and consumed in the same order whatever
-K is, so slot k of a K-slot core follows a one-slot core reset with the same seed. The
+Each slot keeps its own ``np_random``, torch generator, initial weights, moving-average
+history and step counter, seeded and consumed in the same order whatever K is, so slot k
+of a K-slot core follows a one-slot core reset with the same seed. The fixed baseline is
+a property of the data, the predictor and the options, not of a slot: one per core (one
+per fold when cross-fitted), seeded from ``data_seed``, trained once at the first reset
+that needs it and shared by every slot, as the official DVRL trains it once. The
 K predictors train together (:class:`~dvrl_env.predictors.stacked.StackedPredictors`),
 one slot's alone (:class:`~dvrl_env.predictors.single.SinglePredictor`).
 """
@@ -46,10 +49,9 @@ from dvrl_env.predictors.single import SinglePredictor
 from dvrl_env.predictors.stacked import StackedPredictors
 
 RESET_MODES = ("step", "episode", "never")
-#: visits (slots x epochs x points) the fixed baselines train on at once: 2**24 visits
-#: take a few hundred MiB of index and weight arrays, so 50,000 points x 100 epochs
-#: train one slot at a time instead of all K together
-BASELINE_VISITS = 2**24
+#: mixed with ``data_seed`` into the fixed baseline's seeds (its initial weights and
+#: epoch orders), so that they differ from the data's own draws with that seed
+BASELINE_SEED_KEY = 0x6261_7365  # "base"
 BASELINES = ("fixed", "moving_average")
 #: options that build a named dataset (a ValuationDataset is used as it is)
 DATA_OPTIONS = ("n_train", "n_valid", "n_test", "noise_rate", "root", "download", "encoder",
@@ -236,6 +238,9 @@ def _check_options(o: dict) -> None:
                          "or a number.")
     if not isinstance(baseline, str) and not np.isfinite(float(baseline)):
         raise ValueError(f"A numeric baseline must be finite, got {baseline}.")
+    if not 0 <= o["data_seed"] < 2**64:
+        raise ValueError(f"data_seed must be a whole number from 0 to 2**64 - 1 (it seeds the "
+                         f"data, the folds and the fixed baseline), got {o['data_seed']}.")
     if o["reset_mode"] not in RESET_MODES:
         raise ValueError(f"Unknown reset_mode {o['reset_mode']!r}; choose one of "
                          f"{list(RESET_MODES)}.")
@@ -253,7 +258,9 @@ class Slot:
     np_random: np.random.Generator | None = None
     np_random_seed: int | None = None
     generator: torch.Generator | None = None
-    fixed_baseline: float | list[float] | None = None  # a list: one per fold (cross-fit)
+    # the core's, copied at seeding; kept per slot so that saved states restore as saved.
+    # A list: one per fold (cross-fit)
+    fixed_baseline: float | list[float] | None = None
     t: int = 0
     ready: bool = False  # reset since it was built
 
@@ -312,11 +319,13 @@ class SlotCore:
         self.slots = [Slot(history=deque(maxlen=window)) for _ in range(self.num_slots)]
         self.predictors: StackedPredictors | SinglePredictor | None = None
         self.indices: torch.Tensor | None = None  # (K, B) training rows of each batch
+        # one for every slot, trained at the first reset that needs it, never again
+        self.fixed_baseline: float | list[float] | None = None
         self.fits = 0
 
     # ---- episodes ----------------------------------------------------------------------
     def needs_seeding(self, k: int, seed: int | None) -> bool:
-        """A slot draws new RNGs, weights and baseline when given a seed or never seeded;
+        """A slot draws new RNGs and weights when given a seed or never seeded;
         otherwise a reset keeps its streams going."""
         return seed is not None or self.slots[k].generator is None
 
@@ -412,6 +421,7 @@ class SlotCore:
             "predictors": self.predictors.state_dict(),
             "indices": self.indices.cpu().clone(),
             "fits": self.fits,
+            "fixed_baseline": self.fixed_baseline,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -434,15 +444,16 @@ class SlotCore:
                 slot.np_random_seed = saved["np_random_seed"]
                 slot.generator = torch.Generator(device=c.device)
                 slot.generator.set_state(saved["generator"])
-                baseline = saved["fixed_baseline"]
-                slot.fixed_baseline = (None if baseline is None else
-                                       [float(b) for b in baseline]
-                                       if isinstance(baseline, list) else float(baseline))
+                slot.fixed_baseline = _baseline_value(saved["fixed_baseline"])
                 slot.history.clear()
                 slot.history.extend(float(v) for v in saved["history"])
                 slot.t, slot.ready = int(saved["t"]), True
             self.indices = indices.to(c.device)
             self.fits = int(state["fits"])
+            # absent from states saved before it was shared: trained at the next seeding
+            shared = _baseline_value(state.get("fixed_baseline"))
+            if shared is not None:
+                self.fixed_baseline = shared
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
             raise ValueError(f"The saved env state does not fit this env ({err}); it must come "
                              "from state_dict() of an env with the same options and number "
@@ -450,19 +461,18 @@ class SlotCore:
 
     # ---- internals ---------------------------------------------------------------------
     def _seed(self, fresh: dict[int, tuple[np.random.Generator, int | None]]) -> None:
-        """Draw each fresh slot's torch generator, initial weights and fixed baseline from
-        its np_random; the fixed baselines train as one batch."""
+        """Draw each fresh slot's torch generator and initial weights from its np_random,
+        and give it the core's fixed baseline (trained here the first time)."""
         if not fresh:
             return
         c = self.config
-        modules, baseline_seeds = {}, []
+        modules = {}
         for k, (np_random, seed) in sorted(fresh.items()):
             slot = self.slots[k]
             slot.np_random, slot.np_random_seed = np_random, seed
-            torch_seed, init_seed, baseline_seed = draw_seeds(np_random)
+            torch_seed, init_seed = draw_seeds(np_random)
             slot.generator = torch.Generator(device=c.device).manual_seed(torch_seed)
             modules[k] = self._build(init_seed)
-            baseline_seeds.append(baseline_seed)
             slot.history.clear()
         if self.predictors is None:
             filler = next(iter(modules.values()))  # stands in for slots not reset yet
@@ -470,44 +480,46 @@ class SlotCore:
                                            for k in range(self.num_slots)})
         else:
             self.predictors.set_initial(modules)
-        ks = sorted(fresh)
         if c.baseline == "fixed":
-            if c.cross_fit is None:
-                metrics = self._train_baselines(ks, baseline_seeds,
-                                                torch.arange(c.n_train, device=c.device))
-                for k in ks:
-                    self.slots[k].fixed_baseline = metrics[k]
-            else:  # one baseline per fold: the predictor on the whole fold, scored on the rest
-                for k in ks:
-                    self.slots[k].fixed_baseline = []
-                for rows in c.cross_fit.rows:
-                    metrics = self._train_baselines(ks, baseline_seeds, rows)
-                    for k in ks:
-                        self.slots[k].fixed_baseline.append(metrics[k])
+            fixed = self._fixed_baseline()
         else:
             fixed = None if isinstance(c.baseline, str) else float(c.baseline)
-            for k in ks:
-                self.slots[k].fixed_baseline = fixed
+        for k in fresh:
+            self.slots[k].fixed_baseline = list(fixed) if isinstance(fixed, list) else fixed
 
-    def _train_baselines(self, ks: list[int], baseline_seeds: list[int],
-                         rows: torch.Tensor) -> list[float]:
-        """Train slots ``ks``' predictors on all of ``rows`` from their initial weights,
-        score them (on the reference of ``rows``' fold when cross-fitted), restore them."""
+    def _fixed_baseline(self) -> float | list[float]:
+        """The core's fixed baseline: the predictor trained on all training rows (on each
+        fold's rows when cross-fitted, scored on the other folds), trained at the first
+        call and kept. Its initial weights and epoch orders come from ``data_seed``, not
+        from a slot, so every slot of every core with these options gets the same one."""
+        if self.fixed_baseline is None:
+            c = self.config
+            rng = np.random.default_rng([int(c.options["data_seed"]), BASELINE_SEED_KEY])
+            init_seed, order_seed = (int(s) for s in rng.integers(0, 2**62, size=2))
+            if c.cross_fit is None:
+                self.fixed_baseline = self._train_baseline(
+                    init_seed, order_seed, torch.arange(c.n_train, device=c.device))
+            else:
+                self.fixed_baseline = [self._train_baseline(init_seed, order_seed, rows)
+                                       for rows in c.cross_fit.rows]
+        return self.fixed_baseline
+
+    def _train_baseline(self, init_seed: int, order_seed: int, rows: torch.Tensor) -> float:
+        """One predictor from the weights of ``init_seed``, trained on all of ``rows`` in
+        epoch orders drawn from ``order_seed``, scored as a slot whose batch lies in
+        ``rows`` is (on the reference of ``rows``' fold when cross-fitted)."""
         c = self.config
-        self.fits += len(ks)
+        predictor = SinglePredictor([self._build(init_seed)],
+                                    closed_form=uses_closed_form(c.predictor, c.device),
+                                    skip_unweighted=c.predictor.skips_unweighted)
+        generator = torch.Generator(device=c.device).manual_seed(order_seed)
         n = len(rows)
-        # slots train in groups whose visit arrays (slots x epochs x n) stay bounded
-        group = max(1, BASELINE_VISITS // (c.predictor_epochs * n))
-        for start in range(0, len(ks), group):
-            part = ks[start:start + group]
-            generators = [torch.Generator(device=c.device).manual_seed(s)
-                          for s in baseline_seeds[start:start + group]]
-            orders = stacked_epoch_permutations(n, c.predictor_epochs, generators, c.device)
-            self._fit(part, rows.expand(len(part), n),
-                      torch.ones(len(part), n, device=c.device), orders)
-        metrics = self._score(rows[:1].expand(self.num_slots, 1))
-        self.predictors.restore(ks)
-        return metrics
+        orders = stacked_epoch_permutations(n, c.predictor_epochs, [generator], c.device)
+        predictor.fit([0], c.tensors["x"], c.tensors["labels"], rows[None],
+                      torch.ones(1, n, device=c.device), orders,
+                      batch_size=c.predictor_batch_size, lr=c.predictor_lr)
+        self.fits += 1
+        return self._score(rows[:1][None], predictor)[0]
 
     def _folds(self, indices: torch.Tensor) -> list[int | None]:
         """The fold of each batch of ``indices`` ``(K, B)`` (None without cross-fitting)."""
@@ -516,15 +528,17 @@ class SlotCore:
             return [None] * len(indices)
         return cross_fit.fold_of_batches(indices.to(cross_fit.fold_tensor.device)).tolist()
 
-    def _score(self, indices: torch.Tensor) -> list[float]:
-        """Every slot's metric: on the validation set, or, cross-fitted, on the training
-        rows outside the fold of its batch ``indices[k]``, weighted by the reference."""
+    def _score(self, indices: torch.Tensor,
+                predictors: StackedPredictors | SinglePredictor | None = None) -> list[float]:
+        """Every slot's metric (of ``predictors``, default the slots'): on the validation
+        set, or, cross-fitted, on the training rows outside the fold of its batch
+        ``indices[k]``, weighted by the reference."""
         c = self.config
+        predictors = self.predictors if predictors is None else predictors
         if c.cross_fit is None:
-            return self.predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"],
-                                           c.metric)
+            return predictors.metrics(c.tensors["x_valid"], c.tensors["y_valid"], c.metric)
         weights = c.cross_fit.reference[c.cross_fit.fold_of_batches(indices)]
-        return weighted_metrics(self.predictors.logits(c.tensors["x"]), c.tensors["labels"],
+        return weighted_metrics(predictors.logits(c.tensors["x"]), c.tensors["labels"],
                                 weights, c.metric)
 
     def _build(self, seed: int) -> torch.nn.Module:
@@ -586,10 +600,18 @@ def option_names(init) -> list[str]:
     return [p for p in params if p not in ("self", "unknown")]
 
 
-def draw_seeds(np_random: np.random.Generator) -> tuple[int, int, int]:
-    """The torch generator's, the initial weights' and the fixed baseline's seeds."""
-    torch_seed, init_seed, baseline_seed = (int(s) for s in np_random.integers(0, 2**62, size=3))
-    return torch_seed, init_seed, baseline_seed
+def draw_seeds(np_random: np.random.Generator) -> tuple[int, int]:
+    """A slot's torch generator's and initial weights' seeds (the fixed baseline's come
+    from ``data_seed``: it is the core's, not the slot's)."""
+    torch_seed, init_seed = (int(s) for s in np_random.integers(0, 2**62, size=2))
+    return torch_seed, init_seed
+
+
+def _baseline_value(saved) -> float | list[float] | None:
+    """A saved fixed baseline as the core keeps it: None, a float, or one per fold."""
+    if saved is None:
+        return None
+    return [float(b) for b in saved] if isinstance(saved, list) else float(saved)
 
 
 def reset_state_option(options: dict | None, known: tuple[str, ...] = ("state",)) -> dict | None:

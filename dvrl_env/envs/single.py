@@ -88,7 +88,9 @@ class DataValuationEnv(gym.Env):
       (1e-3, Keras' Adam default).
     * ``metric``: ``"accuracy"`` (default), ``"auc"`` (two classes), ``"neg_log_loss"``.
     * ``baseline``: ``"fixed"`` (official: the score of the predictor trained on the
-      whole training set from the initial weights, computed at seeding),
+      whole training set; one per env, its initial weights and epoch orders drawn from
+      ``data_seed``, trained once at the first reset and kept by later ones, whatever
+      their seed),
       ``"moving_average"`` (the paper's pseudo-code: mean metric of the previous
       ``baseline_window`` steps; the first step's baseline is its own metric), or a number.
     * ``baseline_window``: window of the moving average (default 20).
@@ -102,7 +104,8 @@ class DataValuationEnv(gym.Env):
       :func:`dvrl_env.data.crossfit.reference_weights` of a previous round's values, to
       down-weight suspected rows). ``m`` is then cross-fitted too
       (:mod:`dvrl_env.data.crossfit`), so no row's observation or reward comes from a
-      model that saw its own label. The ``"fixed"`` baseline is one per part. The
+      model that saw its own label. The ``"fixed"`` baseline is one per part (each
+      trained once, from ``data_seed``). The
       noisy reference (uniform flips) shrinks the rewards towards a constant but, in
       expectation, keeps which selections score higher.
     * ``reset_mode``: ``"step"`` (default), ``"episode"`` or ``"never"``, see above.
@@ -112,7 +115,8 @@ class DataValuationEnv(gym.Env):
     ## Seeding
     ``reset(seed=s)`` seeds the env's ``np_random`` and, from it, an env-local
     ``torch.Generator``; batches, mini-batch orders and the predictor's initial weights
-    all come from there, never from the global RNG.
+    all come from there, never from the global RNG. The fixed baseline's come from
+    ``data_seed``: it is the data's, not the episode's.
 
     ## Saving and restoring
     :meth:`state_dict` holds everything that decides the env's future (its RNGs, current
@@ -273,13 +277,15 @@ class DataValuationEnv(gym.Env):
     @property
     def fits(self) -> int:
         """Predictor fits this env has performed: one per step (whatever the selection:
-        each step scores a predictor) and one per fixed baseline trained at seeding. The
-        unit of compute in which agents are compared."""
+        each step scores a predictor) and one for the fixed baseline (one per fold when
+        cross-fitted), trained once at the first reset. The unit of compute in which
+        agents are compared."""
         return self.core.fits
 
     @property
     def fixed_baseline(self) -> float | None:
-        """The fixed baseline's metric (after the first reset), else None."""
+        """The fixed baseline's metric (after the first reset; one per fold when
+        cross-fitted), else None: the env's, the same whatever the reset seed."""
         return self.core.slots[0].fixed_baseline
 
     def state_dict(self) -> dict[str, Any]:

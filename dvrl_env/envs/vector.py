@@ -36,9 +36,12 @@ class DataValuationVectorEnv(VectorEnv):
     weights, one batched forward and backward pass and one Adam step per mini-batch for
     all K). On CUDA everything stays on the device between steps.
 
-    Each sub-env keeps its own ``np_random``, torch generator, initial weights, fixed
-    baseline, moving-average history, step counter and batch, seeded and consumed exactly
-    as a single env's, so sub-env k follows the single env reset with the same seed.
+    Each sub-env keeps its own ``np_random``, torch generator, initial weights,
+    moving-average history, step counter and batch, seeded and consumed exactly as a
+    single env's, so sub-env k follows the single env reset with the same seed. The fixed
+    baseline is one for all K (one per fold when cross-fitted): drawn from ``data_seed``
+    and trained once, at the first reset, it is the single env's with the same options,
+    so a K-slot reset costs one baseline fit, not K.
 
     ## Observation, Action, Reward
     Those of :class:`~dvrl_env.DataValuationEnv`, batched: observation arrays
@@ -197,6 +200,7 @@ class DataValuationVectorEnv(VectorEnv):
 
     @property
     def fixed_baselines(self) -> tuple[float | None, ...]:
+        """Each sub-env's fixed baseline: the env's one, once a sub-env was reset."""
         return tuple(slot.fixed_baseline for slot in self.core.slots)
 
     @property
