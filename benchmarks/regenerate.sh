@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 DVRL=${DVRL:-.venv/bin/dvrl}
 WORKERS=${WORKERS:-2}
 LOG=${LOG:-benchmarks/results/regenerate.log}
-# spec -> results directory, in the order they run (cheapest and most cited first)
+# spec -> results directory
 declare -A OUT=(
   [label_issues]=benchmarks/results/label_issues
   [leaderboard]=benchmarks/results/leaderboard
@@ -26,8 +26,9 @@ declare -A OUT=(
   [agent_quality]=benchmarks/results/agent_quality
   [peers]=benchmarks/results/peers
 )
-TABLES=(label_issues leaderboard non_mdp reward_only_equal_fits weak_marginal reward_credit
-        credit_choices learnability marginal_information weak_signal agent_quality peers)
+TABLES=(label_issues leaderboard weak_signal non_mdp learnability marginal_information
+        reward_only_equal_fits weak_marginal reward_credit credit_choices agent_quality peers)
+# the order they run in: most cited first
 specs=("$@"); [ ${#specs[@]} -eq 0 ] && specs=("${TABLES[@]}")
 status=0
 for spec in "${specs[@]}"; do
