@@ -132,8 +132,10 @@ def main() -> int:
             row = {**run_child(name, threads, n_images, args.device), "torch": torch.__version__}
             print(json.dumps(row), flush=True)
             rows.append(row)
+    from dvrl_env.app.bench.code import code_line
+
     command = "python benchmarks/encode_time.py " + " ".join(sys.argv[1:])
-    text = report(rows, command.strip())
+    text = code_line() + "\n" + report(rows, command.strip())
     atomic_write_text(args.out, text)
     print(text)
     return 0
