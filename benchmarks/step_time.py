@@ -19,6 +19,7 @@ import gymnasium as gym
 import torch
 
 import dvrl_env  # noqa: F401  (registers the ids)
+from dvrl_env.app.bench.code import code_line
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
+    print(code_line(), flush=True)
     if args.threads:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()

@@ -48,7 +48,11 @@ def main() -> None:
                         help="CPU-bound processes running beside the job")
     parser.add_argument("--steps", type=int, default=5)
     args = parser.parse_args()
-    lines = [f"dvrl value, Digits main job with --steps {args.steps} (set-up included), "
+    from dvrl_env.app.bench.code import code_line
+    from dvrl_env.atomic import atomic_write_text
+
+    lines = [code_line(),
+             f"dvrl value, Digits main job with --steps {args.steps} (set-up included), "
              f"{os.cpu_count()} cores", "busy neighbours | threads | wall time (s)", "---|---|---"]
     for busy in args.busy:
         stop = multiprocessing.Event()
@@ -64,8 +68,7 @@ def main() -> None:
             stop.set()
             for p in neighbours:
                 p.join()
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text("\n".join(lines) + "\n")
+    atomic_write_text(RESULTS, "\n".join(lines) + "\n")
     print(f"wrote {RESULTS}")
 
 
