@@ -33,6 +33,7 @@ test: setup $(TEST_STAMP)
 	$(PY) -m ruff check dvrl_env agents tests benchmarks
 	$(PY) -m pytest -q
 	$(PY) tests/cpu_matrix.py
+	$(PY) benchmarks/check_results.py
 
 bench: setup
 	$(PY) benchmarks/step_time.py
