@@ -38,8 +38,8 @@ test: setup $(TEST_STAMP)
 bench: setup
 	$(PY) benchmarks/step_time.py
 
-# Are the results the README and docs cite produced by the working tree's code? Not in
-# `make test` yet: it fails until the cited results are regenerated (one line each).
+# Are the results the README and docs cite produced by the working tree's code?
+# `make test` runs it too.
 check-results: setup
 	$(PY) benchmarks/check_results.py
 

@@ -62,7 +62,7 @@ class CreditAgent(UtilityAgent):
     The utility is the env's reward on copies of the env that share its data, with this
     agent's batch size and predictor where they are set (None keeps the env's): by
     default B = 100 and a logistic predictor trained with learning rate 0.05, the choice
-    measured best (``benchmarks/results/credit_choices.md`` and ``reward_only_*.md``:
+    measured best (``benchmarks/results/credit_choices/`` and ``reward_only_*.md``:
     with the env's default 1e-3, 100 Adam steps barely move a logistic model and the
     rewards say little).
 
@@ -165,7 +165,7 @@ class CreditAgent(UtilityAgent):
         the better detector, and the credit only reorders points it finds close. Measured
         on Adult (seeds 0 / 1 / 2, 2,400 fits, study ``mix`` of
         ``benchmarks/specs/credit_choices.toml``, table in
-        ``benchmarks/results/credit_choices.md``): c = 0.1 keeps the marginal's 0.925 /
+        ``benchmarks/results/credit_choices/``): c = 0.1 keeps the marginal's 0.925 /
         0.900 / 0.918, c = 0.5 loses 0.002-0.003 and c = 2 loses 0.009-0.013.
         ``marginal_weight=0`` gives the marginal information's ranking."""
         p = np.clip(1.0 - given_label_marginal(observations), 0.01, 0.99)

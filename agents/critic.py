@@ -81,7 +81,7 @@ class AdditiveCritic(UtilityAgent):
 
     Defaults measured on seed 0 at 2,400 fits without marginal information (Adult /
     Digits, study ``critic`` of ``benchmarks/specs/credit_choices.toml``, table in
-    ``benchmarks/results/credit_choices.md``): 64 units with 4 steps per
+    ``benchmarks/results/credit_choices/``): 64 units with 4 steps per
     round 0.837 / 0.939; 16 units with 2 steps 0.871 / 0.697, with 8 steps 0.856 /
     0.909, with 16 steps 0.822 / 0.936: Adult's rewards are overfitted by more capacity
     or steps, Digits needs them; 8 steps is the compromise. Exploring from the values

@@ -26,7 +26,7 @@ class DataValueEstimator(nn.Module):
     comb_dim -> 1. On wide inputs the few bottleneck units can drown m, and the DVE can
     lose the signal it was given: on Digits (64 pixel features) the marginal information
     alone has AUROC 0.997, the official DVE ends at 0.25-0.58 (README "Agents",
-    ``benchmarks/results/agent_quality.md``).
+    ``benchmarks/specs/agent_quality.toml``).
 
     ``architecture="skip"`` adds ``skip_weight * logit(1 - m_y)`` to the logit, where
     ``1 - m_y`` is the validation model's probability of the given label: the DVE starts

@@ -4,7 +4,7 @@ DVRL feeds the DVE ``m = |onehot(y) - p_val(x)|``, where ``p_val`` is a model tr
 the validation set (``dvrl/dvrl.py``: ``y_pred_diff``). A point whose given label the
 validation model finds unlikely has a large ``m`` at that label: on its own it is a
 strong detector of flipped labels (AUROC 0.92 on Adult, 0.997 on Digits at 20% noise:
-``benchmarks/results/agent_quality.md``).
+``benchmarks/specs/agent_quality.toml``).
 
 Without a clean validation set (``validation="cross-fit"``), ``p_val`` is the
 out-of-fold model of :mod:`dvrl_env.data.crossfit`: each row's probabilities come from a
