@@ -23,7 +23,7 @@ OUT=${GPU_OUT:-benchmarks/results/gpu.txt}
 TMP=$(mktemp)
 {
   echo "# bash benchmarks/gpu.sh, $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  "$PY" -c "from dvrl_env.app.bench.code import code_identity, to_json; print('# code: ' + to_json(code_identity()))"
+  "$PY" -c "from dvrl_env.app.bench.code import code_line; print(code_line())"
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   "$PY" -c "import torch; assert torch.cuda.is_available(), 'CUDA is not available'; print('torch', torch.__version__, 'cuda', torch.version.cuda, torch.cuda.get_device_name(0))"
 

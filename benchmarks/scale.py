@@ -27,7 +27,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from dvrl_env import DataValuationEnv, from_arrays  # noqa: E402
-from dvrl_env.app.bench.code import code_identity, to_json  # noqa: E402
+from dvrl_env.app.bench.code import code_line  # noqa: E402
 from dvrl_env.app.bench.run_cell import set_threads  # noqa: E402
 from dvrl_env.envs.vector import make_vector_env  # noqa: E402
 
@@ -68,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     set_threads(args.threads)
-    print(f"# code: {to_json(code_identity())}", flush=True)
+    print(code_line(), flush=True)
 
     start = resident_mib()
     dataset = synthetic(args.n_train, args.n_valid, args.features, 10, seed=0)

@@ -168,9 +168,7 @@ def _bench_problem(root: Path, target: str, current: _Identity) -> str | None:
     changes: dict[str, None] = {}
     stale = 0
     for row in rows:
-        recorded = code.from_json(row.get("code", ""))
-        imports = tuple(sorted((recorded or {}).get("plugins") or {}))
-        changed = code.same_code(recorded, current(imports))
+        changed = _changes(row.get("code", ""), current)
         if changed:
             stale += 1
             changes.update(dict.fromkeys(changed))
@@ -178,6 +176,14 @@ def _bench_problem(root: Path, target: str, current: _Identity) -> str | None:
         return None
     return (f"{target}: {stale} of {len(rows)} rows are stale (measured by other code: "
             f"{'; '.join(changes)}); run {fix} from the repository root")
+
+
+def _changes(recorded_json: str, current: _Identity) -> list[str]:
+    """What differs between a recorded identity (a row's ``code`` cell or a file's code
+    line) and the working tree's, with the plugins it recorded (empty: current)."""
+    recorded = code.from_json(recorded_json)
+    imports = tuple(sorted((recorded or {}).get("plugins") or {}))
+    return code.same_code(recorded, current(imports))
 
 
 def _rerun(root: Path, target: str, rows: list[dict]) -> str:
@@ -234,9 +240,7 @@ def _file_problem(target: str, text: str, current: _Identity, via: str = "") -> 
                 "code.code_line() first")
     changes: dict[str, None] = {}
     for line in lines:
-        recorded = code.from_json(line.strip())
-        imports = tuple(sorted((recorded or {}).get("plugins") or {}))
-        changes.update(dict.fromkeys(code.same_code(recorded, current(imports))))
+        changes.update(dict.fromkeys(_changes(line.strip(), current)))
     if not changes:
         return None
     return (f"{target}: written by other code{source} ({'; '.join(changes)}); regenerate "
